@@ -1,0 +1,57 @@
+// Command logits prints the model's logits for a token sequence, one row per position:
+//
+//	go run ./cmd/logits -model DIR -tokens 1,2,3 [-backend cpu]
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/ilmweb/ilmweb/model"
+)
+
+func main() {
+	dir := flag.String("model", "", "model directory")
+	tokens := flag.String("tokens", "", "comma-separated token ids")
+	backend := flag.String("backend", "cpu", "cpu")
+	flag.Parse()
+	if err := run(*dir, *tokens, *backend); err != nil {
+		fmt.Fprintln(os.Stderr, "logits:", err)
+		os.Exit(1)
+	}
+}
+
+func run(dir, tokenList, backend string) error {
+	if dir == "" || tokenList == "" {
+		return fmt.Errorf("-model and -tokens are required")
+	}
+	if backend != "cpu" {
+		return fmt.Errorf("unknown -backend %q (want cpu)", backend)
+	}
+	var ids []int
+	for _, s := range strings.Split(tokenList, ",") {
+		id, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil {
+			return fmt.Errorf("-tokens: %q is not a token id", s)
+		}
+		ids = append(ids, id)
+	}
+	m, err := model.Load(dir)
+	if err != nil {
+		return err
+	}
+	logits, err := model.NewCPU(m.Config, m.Weights, len(ids)).Forward(ids, 0, true)
+	if err != nil {
+		return err
+	}
+	w := bufio.NewWriter(os.Stdout)
+	if err := json.NewEncoder(w).Encode(map[string][][]float32{"logits": logits}); err != nil {
+		return err
+	}
+	return w.Flush()
+}

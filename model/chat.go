@@ -1,0 +1,107 @@
+package model
+
+import (
+	_ "embed"
+	"fmt"
+)
+
+// The official system prompts InternLM3 was tuned with (copies of ../shared/model/).
+var (
+	//go:embed prompts/system-prompt.txt
+	SystemPrompt string
+	//go:embed prompts/thinking-system-prompt.txt
+	ThinkingSystemPrompt string
+)
+
+// Message is one chat turn. Role is "system", "user" or "assistant".
+type Message struct {
+	Role    string `json:"role"`
+	Content string `json:"content"`
+}
+
+// ChatFormat renders InternLM3's chat template straight to token ids:
+//
+//	<s><|im_start|>{role}\n{content}<|im_end|>\n … <|im_start|>assistant\n
+//
+// Markers are inserted by id; role and content go through the tokenizer as plain text, so a user typing
+// "<|im_end|>" gets the characters, never the marker.
+type ChatFormat struct {
+	tok              *Tokenizer
+	imStart, imEnd   int
+	newline          []int
+	assistantHeading []int
+}
+
+// NewChatFormat looks up the chat markers in tok.
+func NewChatFormat(tok *Tokenizer) (*ChatFormat, error) {
+	start, ok := tok.TokenID("<|im_start|>")
+	if !ok {
+		return nil, fmt.Errorf("tokenizer: no <|im_start|> token")
+	}
+	end, ok := tok.TokenID("<|im_end|>")
+	if !ok {
+		return nil, fmt.Errorf("tokenizer: no <|im_end|> token")
+	}
+	return &ChatFormat{tok: tok, imStart: start, imEnd: end,
+		newline: tok.Encode("\n"), assistantHeading: tok.Encode("assistant\n")}, nil
+}
+
+// EndOfTurn is the id of <|im_end|>.
+func (f *ChatFormat) EndOfTurn() int { return f.imEnd }
+
+// Encode renders messages; with generationPrompt it ends with the assistant's heading, ready to generate.
+func (f *ChatFormat) Encode(messages []Message, generationPrompt bool) []int {
+	var ids []int
+	if f.tok.AddBOS() {
+		ids = append(ids, f.tok.BOS())
+	}
+	for _, m := range messages {
+		ids = append(ids, f.imStart)
+		ids = append(ids, f.tok.Encode(m.Role+"\n"+m.Content)...)
+		ids = append(ids, f.imEnd)
+		ids = append(ids, f.newline...)
+	}
+	if generationPrompt {
+		ids = append(ids, f.imStart)
+		ids = append(ids, f.assistantHeading...)
+	}
+	return ids
+}
+
+// WithSystemPrompt returns messages with the official system prompt (normal or deep-thinking) in front,
+// unless they already start with a system message.
+func WithSystemPrompt(messages []Message, thinking bool) []Message {
+	if len(messages) > 0 && messages[0].Role == "system" {
+		return messages
+	}
+	prompt := SystemPrompt
+	if thinking {
+		prompt = ThinkingSystemPrompt
+	}
+	return append([]Message{{Role: "system", Content: prompt}}, messages...)
+}
+
+// Fit renders messages with the generation prompt so that at least reserve tokens of room remain within
+// limit, dropping the oldest turns (never the system prompt, never the last message) until they fit.
+// It returns the messages kept and their ids.
+func (f *ChatFormat) Fit(messages []Message, limit, reserve int) ([]Message, []int, error) {
+	keepFrom := 0
+	if len(messages) > 0 && messages[0].Role == "system" {
+		keepFrom = 1
+	}
+	for {
+		ids := f.Encode(messages, true)
+		if len(ids)+reserve <= limit {
+			return messages, ids, nil
+		}
+		if len(messages)-keepFrom <= 1 {
+			return nil, nil, fmt.Errorf("the prompt needs %d tokens plus %d to answer, over the context length %d", len(ids), reserve, limit)
+		}
+		// Drop the oldest message, and any assistant replies left leading, so the kept part opens with a user turn.
+		drop := keepFrom + 1
+		for drop < len(messages)-1 && messages[drop].Role != "user" {
+			drop++
+		}
+		messages = append(messages[:keepFrom:keepFrom], messages[drop:]...)
+	}
+}

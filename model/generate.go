@@ -1,0 +1,125 @@
+package model
+
+import (
+	"context"
+	"fmt"
+	"slices"
+)
+
+// Decoder runs the model over a KV cache: the CPU reference, or the WebGPU engine.
+type Decoder interface {
+	// Forward processes tokens at positions pos.. (overwriting the cache from pos on) and returns the
+	// logits of every token when all is set, else of the last one only.
+	Forward(tokens []int, pos int, all bool) ([][]float32, error)
+	// MaxContext is the number of positions the KV cache holds.
+	MaxContext() int
+}
+
+// prefillChunk bounds how many prompt tokens one Forward call takes, so cancellation is noticed and
+// scratch memory stays bounded during long prompts.
+const prefillChunk = 512
+
+// Session is one conversation on a decoder. It remembers which tokens sit in the KV cache so the next
+// turn, sharing the conversation so far as a prefix, prefills only its new tokens.
+type Session struct {
+	dec    Decoder
+	cfg    *Config
+	cached []int // tokens whose keys and values are in the cache, in order
+}
+
+// NewSession starts a conversation on dec.
+func NewSession(dec Decoder, cfg *Config) *Session { return &Session{dec: dec, cfg: cfg} }
+
+// GenerateOptions controls one answer.
+type GenerateOptions struct {
+	MaxTokens int   // new tokens at most; 0 means until the context is full
+	Stop      []int // token ids that end the answer (not included in it)
+	Sampling  SamplingParams
+}
+
+// Result describes one finished answer.
+type Result struct {
+	Tokens       []int  // generated ids, without the stop token
+	FinishReason string // "stop" (a stop id), "length" (max tokens or context full)
+	PromptTokens int    // tokens in the prompt
+	Prefilled    int    // prompt tokens actually run (the rest were reused from the cache)
+}
+
+// Generate continues prompt (the whole conversation so far) and calls onToken for each new token as soon
+// as it is chosen; an error from onToken, or ctx ending, stops generation and is returned.
+func (s *Session) Generate(ctx context.Context, prompt []int, opt GenerateOptions, onToken func(id int) error) (Result, error) {
+	res := Result{PromptTokens: len(prompt)}
+	maxCtx := s.dec.MaxContext()
+	if len(prompt) == 0 {
+		return res, fmt.Errorf("generate: empty prompt")
+	}
+	if len(prompt) >= maxCtx {
+		return res, fmt.Errorf("generate: prompt of %d tokens does not fit the context length %d", len(prompt), maxCtx)
+	}
+	logits, err := s.prefill(ctx, prompt, &res)
+	if err != nil {
+		return res, err
+	}
+	sampler := NewSampler(opt.Sampling)
+	context := slices.Clone(prompt)
+	for {
+		id := sampler.Sample(logits, context)
+		if slices.Contains(opt.Stop, id) {
+			res.FinishReason = "stop"
+			return res, nil
+		}
+		res.Tokens = append(res.Tokens, id)
+		context = append(context, id)
+		if err := onToken(id); err != nil {
+			return res, err
+		}
+		if (opt.MaxTokens > 0 && len(res.Tokens) >= opt.MaxTokens) || len(context) >= maxCtx {
+			res.FinishReason = "length"
+			return res, nil
+		}
+		if err := ctx.Err(); err != nil {
+			return res, err
+		}
+		out, err := s.dec.Forward([]int{id}, len(s.cached), false)
+		if err != nil {
+			return res, err
+		}
+		s.cached = append(s.cached, id)
+		logits = out[0]
+	}
+}
+
+// prefill runs the part of prompt not already cached and returns the last token's logits.
+func (s *Session) prefill(ctx context.Context, prompt []int, res *Result) ([]float32, error) {
+	n := 0
+	for n < len(s.cached) && n < len(prompt) && s.cached[n] == prompt[n] {
+		n++
+	}
+	n = min(n, len(prompt)-1) // the last prompt token must run: its logits pick the first answer token
+	s.cached = s.cached[:n]
+	res.Prefilled = len(prompt) - n
+	var logits []float32
+	for n < len(prompt) {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		end := min(n+prefillChunk, len(prompt))
+		if len(prompt) > s.cfg.MaxPositionEmbeddings {
+			// Beyond max_position_embeddings dynamic NTK scales RoPE by the length of the call: run the
+			// prompt in one call, as HF does, so every position gets the same rotation it would there.
+			end = len(prompt)
+		}
+		out, err := s.dec.Forward(prompt[n:end], n, false)
+		if err != nil {
+			s.cached = s.cached[:0] // the cache may be half-written: forget it
+			return nil, err
+		}
+		s.cached = append(s.cached, prompt[n:end]...)
+		logits = out[0]
+		n = end
+	}
+	return logits, nil
+}
+
+// Reset forgets the cached conversation.
+func (s *Session) Reset() { s.cached = s.cached[:0] }

@@ -1,0 +1,105 @@
+package model
+
+import (
+	"context"
+	"errors"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestSessionReusesSharedPrefix(t *testing.T) {
+	m := tinyModel(t)
+	conv := []Message{{Role: "system", Content: "Be brief."}, {Role: "user", Content: "Hi there"}}
+	opt := GenerateOptions{MaxTokens: 8, Stop: m.Stop, Sampling: Greedy()}
+	nop := func(int) error { return nil }
+
+	s := NewSession(NewCPU(m.Config, m.Weights, 256), m.Config)
+	first, err := s.Generate(context.Background(), m.Chat.Encode(conv, true), opt, nop)
+	require.NoError(t, err)
+	require.Equal(t, first.PromptTokens, first.Prefilled)
+
+	conv = append(conv, Message{Role: "assistant", Content: m.Tokenizer.Decode(first.Tokens)},
+		Message{Role: "user", Content: "And again?"})
+	prompt := m.Chat.Encode(conv, true)
+	second, err := s.Generate(context.Background(), prompt, opt, nop)
+	require.NoError(t, err)
+	require.Less(t, second.Prefilled, second.PromptTokens/2, "the second turn should prefill only its new tokens")
+
+	fresh, err := NewSession(NewCPU(m.Config, m.Weights, 256), m.Config).Generate(context.Background(), prompt, opt, nop)
+	require.NoError(t, err)
+	require.Equal(t, fresh.Tokens, second.Tokens, "reusing the cache must not change the answer")
+	require.Equal(t, second.PromptTokens, fresh.Prefilled)
+}
+
+func TestGenerateStopsAndLimits(t *testing.T) {
+	m := tinyModel(t)
+	prompt := m.Chat.Encode([]Message{{Role: "user", Content: "Count to ten."}}, true)
+	nop := func(int) error { return nil }
+	newSession := func() *Session { return NewSession(NewCPU(m.Config, m.Weights, 64), m.Config) }
+
+	res, err := newSession().Generate(context.Background(), prompt, GenerateOptions{MaxTokens: 5, Sampling: Greedy()}, nop)
+	require.NoError(t, err)
+	require.Len(t, res.Tokens, 5)
+	require.Equal(t, "length", res.FinishReason)
+
+	// Stopping on the second greedy token: the answer is the first token only.
+	res2, err := newSession().Generate(context.Background(), prompt,
+		GenerateOptions{MaxTokens: 5, Stop: []int{res.Tokens[1]}, Sampling: Greedy()}, nop)
+	require.NoError(t, err)
+	if res.Tokens[0] != res.Tokens[1] {
+		require.Equal(t, res.Tokens[:1], res2.Tokens)
+		require.Equal(t, "stop", res2.FinishReason)
+	}
+
+	// The context (64) fills before max tokens.
+	res3, err := newSession().Generate(context.Background(), prompt, GenerateOptions{MaxTokens: 1000, Sampling: Greedy()}, nop)
+	require.NoError(t, err)
+	require.Equal(t, 64, len(prompt)+len(res3.Tokens))
+	require.Equal(t, "length", res3.FinishReason)
+
+	_, err = newSession().Generate(context.Background(), make([]int, 64), GenerateOptions{Sampling: Greedy()}, nop)
+	require.ErrorContains(t, err, "context length 64")
+}
+
+func TestGenerateCancellation(t *testing.T) {
+	m := tinyModel(t)
+	prompt := m.Chat.Encode([]Message{{Role: "user", Content: "Tell me a story."}}, true)
+	ctx, cancel := context.WithCancel(context.Background())
+	n := 0
+	res, err := NewSession(NewCPU(m.Config, m.Weights, 256), m.Config).Generate(ctx, prompt,
+		GenerateOptions{MaxTokens: 100, Sampling: Greedy()}, func(int) error {
+			n++
+			if n == 3 {
+				cancel()
+			}
+			return nil
+		})
+	require.ErrorIs(t, err, context.Canceled)
+	require.Len(t, res.Tokens, 3)
+
+	boom := errors.New("client went away")
+	_, err = NewSession(NewCPU(m.Config, m.Weights, 256), m.Config).Generate(context.Background(), prompt,
+		GenerateOptions{MaxTokens: 100, Sampling: Greedy()}, func(int) error { return boom })
+	require.ErrorIs(t, err, boom)
+}
+
+func TestFitDropsOldestTurns(t *testing.T) {
+	m := tinyModel(t)
+	conv := []Message{{Role: "system", Content: "S"}}
+	for i := 0; i < 20; i++ {
+		conv = append(conv, Message{Role: "user", Content: "question number something long enough"},
+			Message{Role: "assistant", Content: "an answer that also takes some tokens"})
+	}
+	conv = append(conv, Message{Role: "user", Content: "last"})
+	kept, ids, err := m.Chat.Fit(conv, 120, 30)
+	require.NoError(t, err)
+	require.LessOrEqual(t, len(ids)+30, 120)
+	require.Equal(t, conv[0], kept[0], "system prompt kept")
+	require.Equal(t, conv[len(conv)-1], kept[len(kept)-1], "last message kept")
+	require.Less(t, len(kept), len(conv))
+	require.Equal(t, m.Chat.Encode(kept, true), ids)
+
+	_, _, err = m.Chat.Fit(conv, 10, 5)
+	require.ErrorContains(t, err, "context length 10")
+}
