@@ -56,9 +56,9 @@ type golden struct {
 		IDs      []int     `json:"ids"`
 	} `json:"sequence"`
 	Greedy struct {
-		Messages []Message `json:"messages"`
-		PromptIDs []int    `json:"prompt_ids"`
-		Tokens    []int    `json:"tokens"`
+		Messages  []Message `json:"messages"`
+		PromptIDs []int     `json:"prompt_ids"`
+		Tokens    []int     `json:"tokens"`
 	} `json:"greedy"`
 }
 
