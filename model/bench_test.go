@@ -66,7 +66,7 @@ func fullLayer(b *testing.B, ctx int) *CPU {
 func BenchmarkFullLayerDecode(b *testing.B) {
 	cpu := fullLayer(b, 513)
 	x := make([]float32, cpu.Config.HiddenSize)
-	inv := ropeInvFreq(cpu.Config, 513)
+	inv := RopeInvFreq(cpu.Config, 513)
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		cpu.layer(0, x, 512, inv)
@@ -80,7 +80,7 @@ func BenchmarkFullLayerDecode(b *testing.B) {
 func BenchmarkFullLayerPrefill64(b *testing.B) {
 	cpu := fullLayer(b, 64)
 	x := make([]float32, 64*cpu.Config.HiddenSize)
-	inv := ropeInvFreq(cpu.Config, 64)
+	inv := RopeInvFreq(cpu.Config, 64)
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		cpu.layer(0, x, 0, inv)

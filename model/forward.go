@@ -60,9 +60,9 @@ func (m *CPU) Forward(tokens []int, pos int, all bool) ([][]float32, error) {
 	}
 	x := make([]float32, T*D) // [T, D] residual stream
 	for i, t := range tokens {
-		embedding(x[i*D:(i+1)*D], w.Embed, t)
+		Embedding(x[i*D:(i+1)*D], w.Embed, t)
 	}
-	invFreq := ropeInvFreq(c, pos+T)
+	invFreq := RopeInvFreq(c, pos+T)
 	for i := range w.Layers {
 		m.layer(i, x, pos, invFreq)
 	}
@@ -72,10 +72,10 @@ func (m *CPU) Forward(tokens []int, pos int, all bool) ([][]float32, error) {
 	}
 	normed := make([]float32, T*D)
 	for i := 0; i < T; i++ {
-		rmsnorm(normed[i*D:(i+1)*D], rows[i*D:(i+1)*D], w.Norm, c.RMSNormEps)
+		RMSNorm(normed[i*D:(i+1)*D], rows[i*D:(i+1)*D], w.Norm, c.RMSNormEps)
 	}
 	flat := make([]float32, T*c.VocabSize) // [T, vocab]
-	matmul(flat, normed, w.LMHead)
+	Matmul(flat, normed, w.LMHead)
 	out := make([][]float32, T)
 	for i := range out {
 		out[i] = flat[i*c.VocabSize : (i+1)*c.VocabSize]
@@ -92,48 +92,48 @@ func (m *CPU) layer(i int, x []float32, pos int, invFreq []float32) {
 	// attention rmsnorm
 	h := make([]float32, T*D)
 	for t := 0; t < T; t++ {
-		rmsnorm(h[t*D:(t+1)*D], x[t*D:(t+1)*D], l.InputNorm, c.RMSNormEps)
+		RMSNorm(h[t*D:(t+1)*D], x[t*D:(t+1)*D], l.InputNorm, c.RMSNormEps)
 	}
 	// q, k, v projections; k and v go straight into the cache
 	q := make([]float32, T*Q)
 	k := m.Cache.K[i][pos*KV : (pos+T)*KV]
 	v := m.Cache.V[i][pos*KV : (pos+T)*KV]
-	matmul(q, h, l.Q)
-	matmul(k, h, l.K)
-	matmul(v, h, l.V)
+	Matmul(q, h, l.Q)
+	Matmul(k, h, l.K)
+	Matmul(v, h, l.V)
 	// rotary position embedding on q and the new keys
-	rope(q, c.NumAttentionHeads, c.HeadDim, pos, invFreq)
-	rope(k, c.NumKeyValueHeads, c.HeadDim, pos, invFreq)
+	Rope(q, c.NumAttentionHeads, c.HeadDim, pos, invFreq)
+	Rope(k, c.NumKeyValueHeads, c.HeadDim, pos, invFreq)
 	// causal grouped-query attention over the cache
 	att := make([]float32, T*Q)
-	attention(att, q, m.Cache.K[i], m.Cache.V[i], pos, c.NumAttentionHeads, c.NumKeyValueHeads, c.HeadDim)
+	Attention(att, q, m.Cache.K[i], m.Cache.V[i], pos, c.NumAttentionHeads, c.NumKeyValueHeads, c.HeadDim)
 	// output projection and residual connection
 	o := make([]float32, T*D)
-	matmul(o, att, l.O)
-	add(x, o)
+	Matmul(o, att, l.O)
+	Add(x, o)
 
 	// ffn rmsnorm
 	for t := 0; t < T; t++ {
-		rmsnorm(h[t*D:(t+1)*D], x[t*D:(t+1)*D], l.PostNorm, c.RMSNormEps)
+		RMSNorm(h[t*D:(t+1)*D], x[t*D:(t+1)*D], l.PostNorm, c.RMSNormEps)
 	}
 	// SwiGLU: down(silu(gate(h)) * up(h))
 	gate := make([]float32, T*F)
 	up := make([]float32, T*F)
-	matmul(gate, h, l.Gate)
-	matmul(up, h, l.Up)
-	swiglu(gate, gate, up)
-	matmul(o, gate, l.Down)
+	Matmul(gate, h, l.Gate)
+	Matmul(up, h, l.Up)
+	SwiGLU(gate, gate, up)
+	Matmul(o, gate, l.Down)
 	// residual connection
-	add(x, o)
+	Add(x, o)
 }
 
-// embedding copies token t's row of the embedding table into dst [D].
-func embedding(dst []float32, embed Linear, t int) {
+// Embedding copies token t's row of the embedding table into dst [D].
+func Embedding(dst []float32, embed Linear, t int) {
 	copy(dst, embed.W[t*embed.In:(t+1)*embed.In])
 }
 
-// rmsnorm: dst = x * rsqrt(mean(x²) + eps) * weight, accumulated in float64 for a stable reference.
-func rmsnorm(dst, x, weight []float32, eps float64) {
+// RMSNorm: dst = x * rsqrt(mean(x²) + eps) * weight, accumulated in float64 for a stable reference.
+func RMSNorm(dst, x, weight []float32, eps float64) {
 	var ss float64
 	for _, v := range x {
 		ss += float64(v) * float64(v)
@@ -144,9 +144,9 @@ func rmsnorm(dst, x, weight []float32, eps float64) {
 	}
 }
 
-// matmul: dst [T, Out] = x [T, In] · lᵀ (+ bias). Rows of the weight are split across cores so each weight
+// Matmul: dst [T, Out] = x [T, In] · lᵀ (+ bias). Rows of the weight are split across cores so each weight
 // row is read once for all T tokens, as the GPU's tiled matmul does.
-func matmul(dst, x []float32, l Linear) {
+func Matmul(dst, x []float32, l Linear) {
 	T := len(x) / l.In
 	parallelFor(l.Out, func(lo, hi int) {
 		for r := lo; r < hi; r++ {
@@ -179,10 +179,10 @@ func dot(a, b []float32) float32 {
 	return (s0 + s1) + (s2 + s3)
 }
 
-// ropeInvFreq returns inv_freq[i] = theta^(-2i/head_dim) for i < head_dim/2, with dynamic NTK scaling of
+// RopeInvFreq returns inv_freq[i] = theta^(-2i/head_dim) for i < head_dim/2, with dynamic NTK scaling of
 // theta when seqLen (the highest position of this call + 1) exceeds max_position_embeddings. It follows
 // HF's float32 arithmetic: the exponent and the power are rounded to float32 before the reciprocal.
-func ropeInvFreq(c *Config, seqLen int) []float32 {
+func RopeInvFreq(c *Config, seqLen int) []float32 {
 	base := c.RopeTheta
 	if rs := c.RopeScaling; rs != nil && seqLen > c.MaxPositionEmbeddings {
 		dim := float64(c.HeadDim)
@@ -196,9 +196,9 @@ func ropeInvFreq(c *Config, seqLen int) []float32 {
 	return inv
 }
 
-// rope rotates x [T, heads, headDim] in place, token t at position pos+t, rotate_half style: dimension i
+// Rope rotates x [T, heads, headDim] in place, token t at position pos+t, rotate_half style: dimension i
 // pairs with i+headDim/2. The angle is a float32 product, as in HF.
-func rope(x []float32, heads, headDim, pos int, invFreq []float32) {
+func Rope(x []float32, heads, headDim, pos int, invFreq []float32) {
 	half := headDim / 2
 	T := len(x) / (heads * headDim)
 	for t := 0; t < T; t++ {
@@ -216,9 +216,9 @@ func rope(x []float32, heads, headDim, pos int, invFreq []float32) {
 	}
 }
 
-// attention: out [T, heads*hd] for queries q [T, heads*hd] at positions pos.. against the cached keys and
+// Attention: out [T, heads*hd] for queries q [T, heads*hd] at positions pos.. against the cached keys and
 // values [ctx, kvHeads*hd], causal, query head h reading kv head h/(heads/kvHeads), softmax in float32.
-func attention(out, q, kc, vc []float32, pos, heads, kvHeads, hd int) {
+func Attention(out, q, kc, vc []float32, pos, heads, kvHeads, hd int) {
 	T := len(q) / (heads * hd)
 	group := heads / kvHeads
 	scale := float32(1 / math.Sqrt(float64(hd)))
@@ -255,15 +255,15 @@ func attention(out, q, kc, vc []float32, pos, heads, kvHeads, hd int) {
 	})
 }
 
-// swiglu: dst = silu(gate) * up, silu(x) = x / (1 + e^-x).
-func swiglu(dst, gate, up []float32) {
+// SwiGLU: dst = silu(gate) * up, silu(x) = x / (1 + e^-x).
+func SwiGLU(dst, gate, up []float32) {
 	for i, g := range gate {
 		dst[i] = g / (1 + float32(math.Exp(-float64(g)))) * up[i]
 	}
 }
 
-// add: x += y (the residual connection).
-func add(x, y []float32) {
+// Add: x += y (the residual connection).
+func Add(x, y []float32) {
 	for i := range x {
 		x[i] += y[i]
 	}

@@ -201,24 +201,24 @@ func TestForwardRejectsBadInput(t *testing.T) {
 
 func TestRopeInvFreqDynamicNTK(t *testing.T) {
 	c := &Config{HeadDim: 128, RopeTheta: 5e7, MaxPositionEmbeddings: 32768, RopeScaling: &RopeScaling{Factor: 6, RopeType: "dynamic"}}
-	plain := ropeInvFreq(c, 32768)
+	plain := RopeInvFreq(c, 32768)
 	require.InDelta(t, 1, plain[0], 0)
 	require.InDelta(t, math.Pow(5e7, -2.0/128), plain[1], 1e-7)
 	// Above max_position_embeddings: theta' = theta·((factor·L/max) − (factor−1))^(d/(d−2)).
 	L := 65536
-	scaled := ropeInvFreq(c, L)
+	scaled := RopeInvFreq(c, L)
 	base := 5e7 * math.Pow(6.0*float64(L)/32768-5, 128.0/126)
 	for i, v := range scaled {
 		require.InEpsilon(t, math.Pow(base, -float64(2*i)/128), v, 1e-6, "dim %d", i)
 	}
 	c.RopeScaling = nil
-	require.Equal(t, plain, ropeInvFreq(c, L), "without rope_scaling there is no NTK")
+	require.Equal(t, plain, RopeInvFreq(c, L), "without rope_scaling there is no NTK")
 }
 
 func TestRopeRotatesHalves(t *testing.T) {
 	// One head of dim 4: pairs (0,2) and (1,3); inv_freq [1, 0.5]; position 2 rotates by 2 and 1 radians.
 	x := []float32{1, 1, 0, 0}
-	rope(x, 1, 4, 2, []float32{1, 0.5})
+	Rope(x, 1, 4, 2, []float32{1, 0.5})
 	require.InDelta(t, math.Cos(2), x[0], 1e-6)
 	require.InDelta(t, math.Cos(1), x[1], 1e-6)
 	require.InDelta(t, math.Sin(2), x[2], 1e-6)
