@@ -2,7 +2,9 @@ package model
 
 import (
 	"math/rand/v2"
+	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // Benchmarks of the CPU reference. Results go to docs/BENCHMARKS.md with the machine and date;
@@ -65,16 +67,43 @@ func fullLayer(b *testing.B, ctx int) *CPU {
 // One full-size layer, one token, attending over 512 cached positions.
 func BenchmarkFullLayerDecode(b *testing.B) {
 	cpu := fullLayer(b, 513)
+	limit := readBandwidth()
 	x := make([]float32, cpu.Config.HiddenSize)
 	inv := RopeInvFreq(cpu.Config, 513)
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		cpu.layer(0, x, 512, inv)
 	}
+	l := &cpu.Weights.Layers[0]
+	bytes := float64(4 * (len(l.Q.W) + len(l.K.W) + len(l.V.W) + len(l.O.W) + len(l.Gate.W) + len(l.Up.W) + len(l.Down.W)))
+	gbps := bytes * float64(b.N) / b.Elapsed().Seconds() / 1e9
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "layer-tok/s")
-	b.SetBytes(int64(4 * (len(cpu.Weights.Layers[0].Q.W) + 2*len(cpu.Weights.Layers[0].K.W) +
-		len(cpu.Weights.Layers[0].O.W) + 3*len(cpu.Weights.Layers[0].Gate.W))))
+	b.ReportMetric(gbps, "weight-GB/s")
+	b.ReportMetric(gbps/limit, "of-read-bw")
 }
+
+// readBandwidth measures, in GB/s, how fast all cores can stream through 1 GiB of float32 with the same
+// dot-product loop the matmul uses: the limit a memory-bound decode step is compared against.
+func readBandwidth() float64 {
+	buf := make([]float32, 1<<28)
+	for i := range buf {
+		buf[i] = 1
+	}
+	best := 0.0
+	for rep := 0; rep < 3; rep++ {
+		start := time.Now()
+		parallelFor(len(buf)/4096, func(lo, hi int) {
+			for r := lo; r < hi; r++ {
+				row := buf[r*4096 : (r+1)*4096]
+				sink.Add(int64(dot(row, row)))
+			}
+		})
+		best = max(best, float64(4*len(buf))/time.Since(start).Seconds()/1e9)
+	}
+	return best
+}
+
+var sink atomic.Int64
 
 // One full-size layer, a 64-token prefill.
 func BenchmarkFullLayerPrefill64(b *testing.B) {
