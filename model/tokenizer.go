@@ -15,7 +15,7 @@ package model
 //     silently drops it from the output.
 //   - Non-special added tokens of tokenizer_config.json whose text is not a model piece are matched whole,
 //     like USER_DEFINED pieces (their lstrip/rstrip/single_word flags are ignored).
-//   - Decode gives "" for unknown ids, for special tokens (so <unk>, when tokenizer_config.json marks it
+//   - Decode gives "" for ids out of range, for special tokens (so <unk>, when tokenizer_config.json marks it
 //     special) and control tokens; sentencepiece rejects such id lists or prints " ⁇ " for <unk>.
 
 import (
@@ -54,7 +54,7 @@ var spModelTypeNames = map[uint64]string{1: "UNIGRAM", 2: "BPE", 3: "WORD", 4: "
 // Tokenizer turns text into InternLM3 token ids and back. It is safe for concurrent use.
 type Tokenizer struct {
 	pieces   []string // by id; for ids past the model, the added token's content ("" when undefined)
-	types    []uint8  // piece type by id; 0 for ids past the model that are not in added_tokens_decoder
+	types    []uint8  // piece type by id; spAdded for added_tokens_decoder entries that are not model pieces
 	special  []bool   // decodes to "" and is never produced by Encode
 	modelLen int      // number of pieces in tokenizer.model
 
@@ -529,8 +529,11 @@ func (t *Tokenizer) applyConfig(config []byte, m *spModelProto) error {
 			at := dec[k]
 			field := fmt.Sprintf("added_tokens_decoder[%q]", k)
 			id, err := strconv.Atoi(k)
-			if err != nil || id < 0 || id > 1<<24 {
+			if err != nil || id < 0 {
 				return fmt.Errorf("%s: not a token id", field)
+			}
+			if id >= t.modelLen+1<<20 {
+				return fmt.Errorf("%s: token id %d is far past the %d pieces of the model", field, id, t.modelLen)
 			}
 			if at.Content == "" {
 				return fmt.Errorf("%s.content: empty", field)
@@ -816,8 +819,9 @@ func (a *spAgenda) pop() spPair {
 	return top
 }
 
-// Encode turns plain user text into ids exactly as sentencepiece's BPE does. It never produces special or
-// control tokens and adds no BOS.
+// Encode turns plain user text into ids exactly as sentencepiece's BPE does. It adds no BOS and never
+// produces special or control tokens, except <unk> for unknown characters in a model without byte fallback.
+// Invalid UTF-8 bytes are encoded as U+FFFD each, like sentencepiece.
 func (t *Tokenizer) Encode(text string) []int {
 	norm := t.normalize(text)
 	if norm == "" {
@@ -936,8 +940,8 @@ func (t *Tokenizer) newDecodeState() spDecodeState {
 // are held back.
 func (s *spDecodeState) add(sb *strings.Builder, id int) {
 	t := s.t
-	if id < 0 || id >= len(t.pieces) {
-		return
+	if id < 0 || id >= len(t.pieces) || t.pieces[id] == "" {
+		return // unknown ids leave no trace
 	}
 	if id < t.modelLen && t.types[id] == spByte && !t.special[id] {
 		b, _ := spParseByte(t.pieces[id])

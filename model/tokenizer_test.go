@@ -184,7 +184,7 @@ func TestTokenizerAPI(t *testing.T) {
 	require.Equal(t, "", tok.Piece(-1))
 	require.Equal(t, "", tok.Piece(1024))
 	require.False(t, tok.IsSpecial(-1))
-	require.False(t, tok.IsSpecial(1 << 30))
+	require.False(t, tok.IsSpecial(1<<30))
 	require.Equal(t, "", tok.Decode([]int{-5, 1 << 30, 1024}), "ids out of range decode to nothing")
 	require.Empty(t, tok.Encode(""))
 	require.Contains(t, tok.ChatTemplate(), "'<|im_start|>' + message['role'] + '\\n'")
