@@ -1,0 +1,361 @@
+package server
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+
+	"github.com/ilmweb/ilmweb/model"
+)
+
+// OpenAI's chat completions wire format: the subset this engine honours, plus LMDeploy's top_k and
+// repetition_penalty. Fields a client may send that change nothing (user, metadata, …) are ignored;
+// fields asking for something this engine cannot do (n > 1, tools, logprobs, penalties) are refused
+// rather than silently dropped.
+
+type chatRequest struct {
+	Model               string          `json:"model"`
+	Messages            []chatMessage   `json:"messages"`
+	Temperature         *float64        `json:"temperature"`
+	TopP                *float64        `json:"top_p"`
+	TopK                *int            `json:"top_k"`
+	RepetitionPenalty   *float64        `json:"repetition_penalty"`
+	MaxTokens           *int            `json:"max_tokens"`
+	MaxCompletionTokens *int            `json:"max_completion_tokens"`
+	Stop                json.RawMessage `json:"stop"` // a string or a list of strings
+	Seed                *int64          `json:"seed"`
+	Stream              bool            `json:"stream"`
+	StreamOptions       *struct {
+		IncludeUsage bool `json:"include_usage"`
+	} `json:"stream_options"`
+	N                *int            `json:"n"`
+	Logprobs         bool            `json:"logprobs"`
+	FrequencyPenalty *float64        `json:"frequency_penalty"`
+	PresencePenalty  *float64        `json:"presence_penalty"`
+	LogitBias        map[string]any  `json:"logit_bias"`
+	Tools            json.RawMessage `json:"tools"`
+	ResponseFormat   *struct {
+		Type string `json:"type"`
+	} `json:"response_format"`
+}
+
+type chatMessage struct {
+	Role      string          `json:"role"`
+	Content   json.RawMessage `json:"content"` // a string, or a list of {"type":"text","text":…} parts
+	ToolCalls json.RawMessage `json:"tool_calls"`
+}
+
+// Limits on a request, beyond the body size.
+const (
+	maxMessages     = 1024
+	maxContentBytes = 256 << 10 // per message; the context limit usually bites long before
+	maxStops        = 16
+)
+
+// generation is a validated request, ready for the engine.
+type generation struct {
+	messages     []model.Message
+	opts         model.GenerateOptions
+	stops        []string
+	stream       bool
+	includeUsage bool
+}
+
+// apiError is an error in OpenAI's shape, with the HTTP status it goes out with.
+type apiError struct {
+	Status  int     `json:"-"`
+	Message string  `json:"message"`
+	Type    string  `json:"type"`
+	Param   *string `json:"param"`
+	Code    *string `json:"code"`
+}
+
+func (e *apiError) Error() string { return e.Message }
+
+func newError(status int, typ, code, param, format string, args ...any) *apiError {
+	e := &apiError{Status: status, Message: fmt.Sprintf(format, args...), Type: typ}
+	if param != "" {
+		e.Param = &param
+	}
+	if code != "" {
+		e.Code = &code
+	}
+	return e
+}
+
+// invalid is a 400 naming the offending field.
+func invalid(param, format string, args ...any) *apiError {
+	return newError(http.StatusBadRequest, "invalid_request_error", "invalid_value", param, format, args...)
+}
+
+func writeError(w http.ResponseWriter, e *apiError) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(e.Status)
+	json.NewEncoder(w).Encode(struct {
+		Error *apiError `json:"error"`
+	}{e})
+}
+
+// decodeRequest reads the JSON body (at most limit bytes).
+func decodeRequest(w http.ResponseWriter, r *http.Request, limit int64) (*chatRequest, *apiError) {
+	tooLarge := newError(http.StatusRequestEntityTooLarge, "invalid_request_error", "request_too_large", "",
+		"the request body is over the limit of %d bytes", limit)
+	if r.ContentLength > limit {
+		return nil, tooLarge
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	if err != nil {
+		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+			return nil, tooLarge
+		}
+		return nil, invalid("", "could not read the request body: %v", err)
+	}
+	var req chatRequest
+	if err := json.Unmarshal(body, &req); err != nil {
+		if te, ok := errors.AsType[*json.UnmarshalTypeError](err); ok && te.Field != "" {
+			return nil, invalid(te.Field, "invalid type for '%s': expected %s, got %s", te.Field, te.Type, te.Value)
+		}
+		return nil, invalid("", "the request body is not valid JSON: %v", err)
+	}
+	return &req, nil
+}
+
+// validate checks req against the model and turns it into a generation; defaults are MODEL.md's.
+func (req *chatRequest) validate(modelID string, stop []int) (*generation, *apiError) {
+	if req.Model != "" && req.Model != modelID {
+		return nil, newError(http.StatusNotFound, "invalid_request_error", "model_not_found", "model",
+			"the model '%s' does not exist; this server has '%s'", req.Model, modelID)
+	}
+	g := &generation{stream: req.Stream, opts: model.GenerateOptions{MaxTokens: 1024, Stop: stop, Sampling: model.DefaultSampling()}}
+	if req.Messages == nil {
+		return nil, invalid("messages", "missing required parameter: 'messages'")
+	}
+	if len(req.Messages) == 0 {
+		return nil, invalid("messages", "'messages' must hold at least one message")
+	}
+	if len(req.Messages) > maxMessages {
+		return nil, invalid("messages", "'messages' holds %d messages, over the limit of %d", len(req.Messages), maxMessages)
+	}
+	for i, m := range req.Messages {
+		msg, err := m.toModel(i)
+		if err != nil {
+			return nil, err
+		}
+		g.messages = append(g.messages, msg)
+	}
+
+	s := &g.opts.Sampling
+	if v := req.Temperature; v != nil {
+		if *v < 0 || *v > 2 {
+			return nil, invalid("temperature", "'temperature' is %g; it must be between 0 and 2", *v)
+		}
+		s.Temperature = *v
+	}
+	if v := req.TopP; v != nil {
+		if *v <= 0 || *v > 1 {
+			return nil, invalid("top_p", "'top_p' is %g; it must be greater than 0 and at most 1", *v)
+		}
+		s.TopP = *v
+	}
+	if v := req.TopK; v != nil {
+		if *v < -1 {
+			return nil, invalid("top_k", "'top_k' is %d; it must be at least 0 (0 or -1 disable it)", *v)
+		}
+		s.TopK = max(*v, 0)
+	}
+	if v := req.RepetitionPenalty; v != nil {
+		if *v <= 0 {
+			return nil, invalid("repetition_penalty", "'repetition_penalty' is %g; it must be greater than 0 (1 disables it)", *v)
+		}
+		s.RepetitionPenalty = *v
+	}
+	if req.Seed != nil {
+		s.Seed = uint64(*req.Seed)
+	} else {
+		s.Seed = randomSeed()
+	}
+	for _, mt := range []struct {
+		name string
+		v    *int
+	}{{"max_tokens", req.MaxTokens}, {"max_completion_tokens", req.MaxCompletionTokens}} {
+		if mt.v == nil {
+			continue
+		}
+		if *mt.v < 1 {
+			return nil, invalid(mt.name, "'%s' is %d; it must be at least 1", mt.name, *mt.v)
+		}
+		g.opts.MaxTokens = *mt.v // max_completion_tokens, OpenAI's newer name, wins when both are sent
+	}
+	stops, err := parseStop(req.Stop)
+	if err != nil {
+		return nil, err
+	}
+	g.stops = stops
+	if req.StreamOptions != nil {
+		if !req.Stream {
+			return nil, invalid("stream_options", "'stream_options' is only allowed with 'stream': true")
+		}
+		g.includeUsage = req.StreamOptions.IncludeUsage
+	}
+
+	switch {
+	case req.N != nil && *req.N != 1:
+		return nil, invalid("n", "'n' is %d; this server generates one choice per request (n must be 1)", *req.N)
+	case req.Logprobs:
+		return nil, invalid("logprobs", "'logprobs' is not supported")
+	case req.FrequencyPenalty != nil && *req.FrequencyPenalty != 0:
+		return nil, invalid("frequency_penalty", "'frequency_penalty' is not supported; use 'repetition_penalty'")
+	case req.PresencePenalty != nil && *req.PresencePenalty != 0:
+		return nil, invalid("presence_penalty", "'presence_penalty' is not supported; use 'repetition_penalty'")
+	case len(req.LogitBias) > 0:
+		return nil, invalid("logit_bias", "'logit_bias' is not supported")
+	case len(req.Tools) > 0 && string(req.Tools) != "null" && string(req.Tools) != "[]":
+		return nil, invalid("tools", "'tools' (function calling) is not supported")
+	case req.ResponseFormat != nil && req.ResponseFormat.Type != "" && req.ResponseFormat.Type != "text":
+		return nil, invalid("response_format", "'response_format' type '%s' is not supported; only 'text' is", req.ResponseFormat.Type)
+	}
+	return g, nil
+}
+
+// toModel checks one message. "developer" is OpenAI's newer name for the system role.
+func (m chatMessage) toModel(i int) (model.Message, *apiError) {
+	field := func(name string) string { return fmt.Sprintf("messages[%d].%s", i, name) }
+	role := m.Role
+	switch role {
+	case "system", "user", "assistant":
+	case "developer":
+		role = "system"
+	case "":
+		return model.Message{}, invalid(field("role"), "missing required parameter: '%s'", field("role"))
+	default:
+		return model.Message{}, invalid(field("role"), "'%s' is %q; it must be 'system', 'developer', 'user' or 'assistant'", field("role"), m.Role)
+	}
+	if len(m.ToolCalls) > 0 && string(m.ToolCalls) != "null" && string(m.ToolCalls) != "[]" {
+		return model.Message{}, invalid(field("tool_calls"), "'%s': tool calls are not supported", field("tool_calls"))
+	}
+	content, err := parseContent(m.Content, role == "assistant")
+	if err != "" {
+		return model.Message{}, invalid(field("content"), "'%s' %s", field("content"), err)
+	}
+	if len(content) > maxContentBytes {
+		return model.Message{}, newError(http.StatusBadRequest, "invalid_request_error", "string_above_max_length", field("content"),
+			"'%s' is %d bytes long, over the limit of %d", field("content"), len(content), maxContentBytes)
+	}
+	return model.Message{Role: role, Content: content}, nil
+}
+
+// parseContent accepts a string or a list of text parts (joined with newlines); null only where allowed.
+// It returns what is wrong, or "".
+func parseContent(raw json.RawMessage, nullOK bool) (string, string) {
+	if len(raw) == 0 || string(raw) == "null" {
+		if nullOK {
+			return "", ""
+		}
+		return "", "is missing; it must be a string or a list of text parts"
+	}
+	var s string
+	if json.Unmarshal(raw, &s) == nil {
+		return s, ""
+	}
+	var parts []struct {
+		Type string  `json:"type"`
+		Text *string `json:"text"`
+	}
+	if json.Unmarshal(raw, &parts) != nil {
+		return "", "must be a string or a list of text parts"
+	}
+	texts := make([]string, len(parts))
+	for j, p := range parts {
+		if p.Type != "text" || p.Text == nil {
+			return "", fmt.Sprintf("has a part of type %q; only text parts ({\"type\": \"text\", \"text\": ...}) are supported", p.Type)
+		}
+		texts[j] = *p.Text
+	}
+	return strings.Join(texts, "\n"), ""
+}
+
+// parseStop accepts null, a string or a list of strings; empty strings are dropped.
+func parseStop(raw json.RawMessage) ([]string, *apiError) {
+	if len(raw) == 0 || string(raw) == "null" {
+		return nil, nil
+	}
+	var one string
+	var list []string
+	switch {
+	case json.Unmarshal(raw, &one) == nil:
+		list = []string{one}
+	case json.Unmarshal(raw, &list) == nil:
+	default:
+		return nil, invalid("stop", "'stop' must be a string or a list of strings")
+	}
+	if len(list) > maxStops {
+		return nil, invalid("stop", "'stop' holds %d sequences, over the limit of %d", len(list), maxStops)
+	}
+	var stops []string
+	for _, s := range list {
+		if s != "" {
+			stops = append(stops, s)
+		}
+	}
+	return stops, nil
+}
+
+// Responses.
+
+type usage struct {
+	PromptTokens     int `json:"prompt_tokens"`
+	CompletionTokens int `json:"completion_tokens"`
+	TotalTokens      int `json:"total_tokens"`
+}
+
+type chatCompletion struct {
+	ID      string       `json:"id"`
+	Object  string       `json:"object"` // "chat.completion"
+	Created int64        `json:"created"`
+	Model   string       `json:"model"`
+	Choices []chatChoice `json:"choices"`
+	Usage   usage        `json:"usage"`
+}
+
+type chatChoice struct {
+	Index        int           `json:"index"`
+	Message      model.Message `json:"message"`
+	Logprobs     *struct{}     `json:"logprobs"` // always null
+	FinishReason string        `json:"finish_reason"`
+}
+
+type chatChunk struct {
+	ID      string        `json:"id"`
+	Object  string        `json:"object"` // "chat.completion.chunk"
+	Created int64         `json:"created"`
+	Model   string        `json:"model"`
+	Choices []chunkChoice `json:"choices"`
+	Usage   *usage        `json:"usage,omitempty"`
+}
+
+type chunkChoice struct {
+	Index        int        `json:"index"`
+	Delta        chunkDelta `json:"delta"`
+	Logprobs     *struct{}  `json:"logprobs"`      // always null
+	FinishReason *string    `json:"finish_reason"` // null until the last chunk
+}
+
+type chunkDelta struct {
+	Role    string  `json:"role,omitempty"`
+	Content *string `json:"content,omitempty"`
+}
+
+type modelList struct {
+	Object string      `json:"object"` // "list"
+	Data   []modelCard `json:"data"`
+}
+
+type modelCard struct {
+	ID      string `json:"id"`
+	Object  string `json:"object"` // "model"
+	Created int64  `json:"created"`
+	OwnedBy string `json:"owned_by"`
+}
