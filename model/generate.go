@@ -15,6 +15,17 @@ type Decoder interface {
 	MaxContext() int
 }
 
+// TopKDecoder is a Decoder that can also finish the token on the device: after running tokens it applies
+// HF's repetition penalty over the distinct ids of context to the last token's logits and returns only the
+// k largest (ids and logits, by descending logit, ties lower id first), so a token costs a tiny readback.
+type TopKDecoder interface {
+	Decoder
+	ForwardTopK(tokens []int, pos int, k int, penalty float32, context []int) (ids []int, logits []float32, err error)
+}
+
+// MaxTopK is the largest k a TopKDecoder must support.
+const MaxTopK = 64
+
 // prefillChunk bounds how many prompt tokens one Forward call takes, so cancellation is noticed and
 // scratch memory stays bounded during long prompts.
 const prefillChunk = 512
@@ -56,14 +67,31 @@ func (s *Session) Generate(ctx context.Context, prompt []int, opt GenerateOption
 	if len(prompt) >= maxCtx {
 		return res, fmt.Errorf("generate: prompt of %d tokens does not fit the context length %d", len(prompt), maxCtx)
 	}
-	logits, err := s.prefill(ctx, prompt, &res)
+	sampler := NewSampler(opt.Sampling)
+	context := slices.Clone(prompt)
+	// next runs tokens at pos and picks the token that follows them.
+	next := func(tokens []int, pos int) (int, error) {
+		if td, ok := s.dec.(TopKDecoder); ok {
+			if k := sampler.CandidatesNeeded(MaxTopK); k > 0 {
+				ids, logits, err := td.ForwardTopK(tokens, pos, k, float32(opt.Sampling.RepetitionPenalty), context)
+				if err != nil {
+					return 0, err
+				}
+				return sampler.SampleCandidates(ids, logits), nil
+			}
+		}
+		out, err := s.dec.Forward(tokens, pos, false)
+		if err != nil {
+			return 0, err
+		}
+		return sampler.Sample(out[0], context), nil
+	}
+
+	id, err := s.prefill(ctx, prompt, &res, next)
 	if err != nil {
 		return res, err
 	}
-	sampler := NewSampler(opt.Sampling)
-	context := slices.Clone(prompt)
 	for {
-		id := sampler.Sample(logits, context)
 		if slices.Contains(opt.Stop, id) {
 			res.FinishReason = "stop"
 			return res, nil
@@ -80,17 +108,17 @@ func (s *Session) Generate(ctx context.Context, prompt []int, opt GenerateOption
 		if err := ctx.Err(); err != nil {
 			return res, err
 		}
-		out, err := s.dec.Forward([]int{id}, len(s.cached), false)
-		if err != nil {
+		if id, err = next([]int{id}, len(s.cached)); err != nil {
+			s.cached = s.cached[:0] // the cache may be half-written: forget it
 			return res, err
 		}
-		s.cached = append(s.cached, id)
-		logits = out[0]
+		s.cached = append(s.cached, context[len(context)-1])
 	}
 }
 
-// prefill runs the part of prompt not already cached and returns the last token's logits.
-func (s *Session) prefill(ctx context.Context, prompt []int, res *Result) ([]float32, error) {
+// prefill runs the part of prompt not already cached, the last piece through next, and returns the token
+// next picked.
+func (s *Session) prefill(ctx context.Context, prompt []int, res *Result, next func([]int, int) (int, error)) (int, error) {
 	n := 0
 	for n < len(s.cached) && n < len(prompt) && s.cached[n] == prompt[n] {
 		n++
@@ -98,10 +126,9 @@ func (s *Session) prefill(ctx context.Context, prompt []int, res *Result) ([]flo
 	n = min(n, len(prompt)-1) // the last prompt token must run: its logits pick the first answer token
 	s.cached = s.cached[:n]
 	res.Prefilled = len(prompt) - n
-	var logits []float32
-	for n < len(prompt) {
+	for {
 		if err := ctx.Err(); err != nil {
-			return nil, err
+			return 0, err
 		}
 		end := min(n+prefillChunk, len(prompt))
 		if len(prompt) > s.cfg.MaxPositionEmbeddings {
@@ -109,16 +136,23 @@ func (s *Session) prefill(ctx context.Context, prompt []int, res *Result) ([]flo
 			// prompt in one call, as HF does, so every position gets the same rotation it would there.
 			end = len(prompt)
 		}
-		out, err := s.dec.Forward(prompt[n:end], n, false)
+		var id int
+		var err error
+		if end == len(prompt) {
+			id, err = next(prompt[n:end], n)
+		} else {
+			_, err = s.dec.Forward(prompt[n:end], n, false)
+		}
 		if err != nil {
 			s.cached = s.cached[:0] // the cache may be half-written: forget it
-			return nil, err
+			return 0, err
 		}
 		s.cached = append(s.cached, prompt[n:end]...)
-		logits = out[0]
+		if end == len(prompt) {
+			return id, nil
+		}
 		n = end
 	}
-	return logits, nil
 }
 
 // Reset forgets the cached conversation.

@@ -3,6 +3,7 @@ package model
 import (
 	"context"
 	"errors"
+	"sort"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -102,4 +103,47 @@ func TestFitDropsOldestTurns(t *testing.T) {
 
 	_, _, err = m.Chat.Fit(conv, 10, 5)
 	require.ErrorContains(t, err, "context length 10")
+}
+
+// cpuTopK is a TopKDecoder made of the CPU decoder and a sort, as a GPU engine would answer.
+type cpuTopK struct{ *CPU }
+
+func (c cpuTopK) ForwardTopK(tokens []int, pos, k int, penalty float32, context []int) ([]int, []float32, error) {
+	out, err := c.Forward(tokens, pos, false)
+	if err != nil {
+		return nil, nil, err
+	}
+	logits := out[0]
+	repetitionPenalty(logits, context, penalty)
+	ids := make([]int, len(logits))
+	for i := range ids {
+		ids[i] = i
+	}
+	sort.SliceStable(ids, func(a, b int) bool { return logits[ids[a]] > logits[ids[b]] })
+	ids = ids[:k]
+	top := make([]float32, k)
+	for i, id := range ids {
+		top[i] = logits[id]
+	}
+	return ids, top, nil
+}
+
+// Sampling from the device's top-k candidates must give exactly the tokens sampling from all logits gives.
+func TestTopKDecoderSamplesLikeFullLogits(t *testing.T) {
+	m := tinyModel(t)
+	prompt := m.Chat.Encode([]Message{{Role: "user", Content: "Tell me about the sea."}}, true)
+	for _, p := range []SamplingParams{
+		Greedy(),
+		{Temperature: 0, TopP: 1, RepetitionPenalty: 1.3},
+		{Temperature: 1, TopK: 40, TopP: 0.8, RepetitionPenalty: 1.005, Seed: 3},
+		{Temperature: 0.7, TopK: 64, TopP: 1, RepetitionPenalty: 1.2, Seed: 4},
+	} {
+		opt := GenerateOptions{MaxTokens: 40, Sampling: p}
+		nop := func(int) error { return nil }
+		want, err := NewSession(NewCPU(m.Config, m.Weights, 256), m.Config).Generate(context.Background(), prompt, opt, nop)
+		require.NoError(t, err)
+		got, err := NewSession(cpuTopK{NewCPU(m.Config, m.Weights, 256)}, m.Config).Generate(context.Background(), prompt, opt, nop)
+		require.NoError(t, err)
+		require.Equal(t, want.Tokens, got.Tokens, "%+v", p)
+	}
 }

@@ -45,10 +45,9 @@ func (s *Sampler) Sample(logits []float32, context []int) int {
 	if s.p.Temperature <= 0 {
 		return argmax(logits)
 	}
-	// Temperature, then top-k, then top-p, as HF's warpers are ordered.
 	cand := make([]candidate, len(logits))
 	for i, l := range logits {
-		cand[i] = candidate{i, l / float32(s.p.Temperature)}
+		cand[i] = candidate{i, l}
 	}
 	// Highest logit first; equal logits keep id order so results are reproducible.
 	slices.SortStableFunc(cand, func(a, b candidate) int {
@@ -60,6 +59,40 @@ func (s *Sampler) Sample(logits []float32, context []int) int {
 		}
 		return 0
 	})
+	return s.pick(cand)
+}
+
+// CandidatesNeeded says how many of the best tokens SampleCandidates needs to behave exactly like Sample:
+// 1 for greedy, top_k when sampling with top_k ≤ max, and 0 when it needs the whole vocabulary.
+func (s *Sampler) CandidatesNeeded(max int) int {
+	switch {
+	case s.p.Temperature <= 0:
+		return 1
+	case s.p.TopK > 0 && s.p.TopK <= max:
+		return s.p.TopK
+	}
+	return 0
+}
+
+// SampleCandidates picks the next token from the best CandidatesNeeded tokens, already penalised for
+// repetition and sorted by descending logit (ties: lower id first), as a TopKDecoder returns them.
+func (s *Sampler) SampleCandidates(ids []int, logits []float32) int {
+	if s.p.Temperature <= 0 {
+		return ids[0]
+	}
+	cand := make([]candidate, len(ids))
+	for i := range ids {
+		cand[i] = candidate{ids[i], logits[i]}
+	}
+	return s.pick(cand)
+}
+
+// pick applies temperature, then top-k, then top-p, as HF's warpers are ordered, and draws a token from
+// cand (penalised logits sorted by descending logit).
+func (s *Sampler) pick(cand []candidate) int {
+	for i := range cand {
+		cand[i].logit /= float32(s.p.Temperature)
+	}
 	if k := s.p.TopK; k > 0 && k < len(cand) {
 		// HF keeps every token whose logit is at least the k-th largest (ties survive).
 		kth := cand[k-1].logit
