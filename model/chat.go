@@ -3,6 +3,7 @@ package model
 import (
 	_ "embed"
 	"fmt"
+	"slices"
 )
 
 // The official system prompts InternLM3 was tuned with (copies of ../shared/model/).
@@ -17,6 +18,10 @@ var (
 type Message struct {
 	Role    string `json:"role"`
 	Content string `json:"content"`
+	// Tokens, when set on an assistant message, are the ids the model generated for Content: the turn is
+	// rendered with them rather than by re-tokenizing Content, so the KV cache of the conversation so far
+	// still matches and the next turn prefills only its new tokens.
+	Tokens []int `json:"-"`
 }
 
 // ChatFormat renders InternLM3's chat template straight to token ids:
@@ -57,7 +62,12 @@ func (f *ChatFormat) Encode(messages []Message, generationPrompt bool) []int {
 	}
 	for _, m := range messages {
 		ids = append(ids, f.imStart)
-		ids = append(ids, f.tok.Encode(m.Role+"\n"+m.Content)...)
+		if m.Role == "assistant" && m.Tokens != nil {
+			ids = append(ids, f.assistantHeading...)
+			ids = append(ids, m.Tokens...)
+		} else {
+			ids = append(ids, f.tok.Encode(m.Role+"\n"+m.Content)...)
+		}
 		ids = append(ids, f.imEnd)
 		ids = append(ids, f.newline...)
 	}
@@ -104,4 +114,39 @@ func (f *ChatFormat) Fit(messages []Message, limit, reserve int) ([]Message, []i
 		}
 		messages = append(messages[:keepFrom:keepFrom], messages[drop:]...)
 	}
+}
+
+// Replies remembers the ids of recent answers by their text, for clients that send the conversation back
+// as text (the web page, the OpenAI API): Attach puts the ids back on the assistant messages.
+type Replies struct {
+	ids   map[string][]int
+	order []string
+}
+
+const maxReplies = 64
+
+// Remember records that the model answered text with ids.
+func (r *Replies) Remember(text string, ids []int) {
+	if r.ids == nil {
+		r.ids = map[string][]int{}
+	}
+	if _, ok := r.ids[text]; !ok {
+		r.order = append(r.order, text)
+		if len(r.order) > maxReplies {
+			delete(r.ids, r.order[0])
+			r.order = r.order[1:]
+		}
+	}
+	r.ids[text] = slices.Clone(ids)
+}
+
+// Attach returns messages with Tokens set on every assistant message whose text is a remembered answer.
+func (r *Replies) Attach(messages []Message) []Message {
+	out := slices.Clone(messages)
+	for i, m := range out {
+		if ids, ok := r.ids[m.Content]; ok && m.Role == "assistant" && m.Tokens == nil {
+			out[i].Tokens = ids
+		}
+	}
+	return out
 }

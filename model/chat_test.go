@@ -1,6 +1,7 @@
 package model
 
 import (
+	"context"
 	"slices"
 	"testing"
 
@@ -52,4 +53,27 @@ func TestWithSystemPrompt(t *testing.T) {
 	require.Contains(t, ThinkingSystemPrompt, "mathematical competitions")
 	own := []Message{{Role: "system", Content: "mine"}, user[0]}
 	require.Equal(t, own, WithSystemPrompt(own, true))
+}
+
+func TestRepliesKeepTheCacheWarm(t *testing.T) {
+	m := tinyModel(t)
+	opt := GenerateOptions{MaxTokens: 12, Stop: m.Stop, Sampling: Greedy()}
+	s := NewSession(NewCPU(m.Config, m.Weights, 512), m.Config)
+	var replies Replies
+	conv := []Message{{Role: "system", Content: "Be brief."}, {Role: "user", Content: "Hello"}}
+	res, err := s.Generate(context.Background(), m.Chat.Encode(conv, true), opt, func(int) error { return nil })
+	require.NoError(t, err)
+	text := m.Tokenizer.Decode(res.Tokens)
+	replies.Remember(text, res.Tokens)
+
+	// The client sends the conversation back as text.
+	conv = append(conv, Message{Role: "assistant", Content: text}, Message{Role: "user", Content: "More"})
+	prompt := m.Chat.Encode(replies.Attach(conv), true)
+	res2, err := s.Generate(context.Background(), prompt, opt, func(int) error { return nil })
+	require.NoError(t, err)
+	newTokens := len(m.Chat.Encode(conv[3:], true)) - 1 // the last user turn and the generation prompt, no BOS
+	// Never run: the reply's last token (generation stopped on length), <|im_end|> and the newline after it.
+	endOfReply := 2 + len(m.Tokenizer.Encode("\n"))
+	require.Equal(t, newTokens+endOfReply, res2.Prefilled, "only the end of the reply and the new turn are prefilled")
+	require.Nil(t, conv[2].Tokens, "Attach does not modify its input")
 }

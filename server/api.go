@@ -45,6 +45,9 @@ type API struct {
 	created int64
 	mux     *http.ServeMux
 
+	repliesMu sync.Mutex
+	replies   model.Replies // recent answers' ids, so follow-ups reuse the KV cache
+
 	mu      sync.Mutex // guards closing the queue against sends to it
 	closed  bool
 	queue   chan *job
@@ -194,7 +197,11 @@ func (a *API) handleChat(w http.ResponseWriter, r *http.Request) {
 
 // prompt renders messages in the chat template, with the official system prompt in front unless the
 // request brings its own. Content is tokenized as text: "<|im_end|>" typed by a user stays characters.
+// Answers this server gave are rendered with the ids it generated, so the cached prefix still matches.
 func (a *API) prompt(messages []model.Message) []int {
+	a.repliesMu.Lock()
+	messages = a.replies.Attach(messages)
+	a.repliesMu.Unlock()
 	return a.model.Chat.Encode(model.WithSystemPrompt(messages, false), true)
 }
 

@@ -73,6 +73,10 @@ func (a *API) run(j *job) {
 		text, hit := stop.add(dec.Flush())
 		if !hit {
 			text += stop.pending
+			// The client got the whole answer: remember its ids for when it comes back in a follow-up.
+			a.repliesMu.Lock()
+			a.replies.Remember(a.model.Tokenizer.Decode(j.res.Tokens), j.res.Tokens)
+			a.repliesMu.Unlock()
 		} else {
 			j.res.FinishReason = "stop"
 		}
