@@ -2,9 +2,7 @@ package model
 
 import (
 	"math/rand/v2"
-	"sync/atomic"
 	"testing"
-	"time"
 )
 
 // Benchmarks of the CPU reference. Results go to docs/BENCHMARKS.md with the machine and date;
@@ -67,7 +65,7 @@ func fullLayer(b *testing.B, ctx int) *CPU {
 // One full-size layer, one token, attending over 512 cached positions.
 func BenchmarkFullLayerDecode(b *testing.B) {
 	cpu := fullLayer(b, 513)
-	limit := readBandwidth()
+	limit := ReadBandwidth()
 	x := make([]float32, cpu.Config.HiddenSize)
 	inv := RopeInvFreq(cpu.Config, 513)
 	b.ResetTimer()
@@ -81,29 +79,6 @@ func BenchmarkFullLayerDecode(b *testing.B) {
 	b.ReportMetric(gbps, "weight-GB/s")
 	b.ReportMetric(gbps/limit, "of-read-bw")
 }
-
-// readBandwidth measures, in GB/s, how fast all cores can stream through 1 GiB of float32 with the same
-// dot-product loop the matmul uses: the limit a memory-bound decode step is compared against.
-func readBandwidth() float64 {
-	buf := make([]float32, 1<<28)
-	for i := range buf {
-		buf[i] = 1
-	}
-	best := 0.0
-	for rep := 0; rep < 3; rep++ {
-		start := time.Now()
-		parallelFor(len(buf)/4096, func(lo, hi int) {
-			for r := lo; r < hi; r++ {
-				row := buf[r*4096 : (r+1)*4096]
-				sink.Add(int64(dot(row, row)))
-			}
-		})
-		best = max(best, float64(4*len(buf))/time.Since(start).Seconds()/1e9)
-	}
-	return best
-}
-
-var sink atomic.Int64
 
 // One full-size layer, a 64-token prefill.
 func BenchmarkFullLayerPrefill64(b *testing.B) {

@@ -19,8 +19,12 @@ type Model struct {
 	Weights   *Weights
 }
 
-// Load reads a model directory: an HF checkpoint (config.json, safetensors, tokenizer files).
+// Load reads a model directory: an HF checkpoint (config.json, safetensors, tokenizer files) or a converted
+// one (manifest.json, shards, tokenizer files; see load_converted.go).
 func Load(dir string) (*Model, error) {
+	if IsConverted(dir) {
+		return loadConverted(dir)
+	}
 	m, err := LoadTokenizerOnly(dir)
 	if err != nil {
 		return nil, err

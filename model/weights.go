@@ -5,8 +5,9 @@ import "fmt"
 // Linear is a weight matrix in PyTorch layout [Out, In], row-major, with an optional bias [Out].
 type Linear struct {
 	Out, In int
-	W       []float32 // [Out*In]
-	Bias    []float32 // [Out] or nil
+	W       []float32    // [Out*In]
+	Bias    []float32    // [Out] or nil
+	Q       *QuantMatrix // [Out, In] as stored in a converted model dir (nil when loaded from HF)
 }
 
 // Layer holds one decoder block's weights. Shapes use the config's names:
