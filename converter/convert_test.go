@@ -95,7 +95,7 @@ func TestConvertF32RoundTripsExactly(t *testing.T) {
 	for i, l := range lins(want.Weights) {
 		g := lins(got.Weights)[i]
 		require.Equal(t, [2]int{l.Out, l.In}, [2]int{g.Out, g.In})
-		require.Equal(t, bits(l.W), bits(g.W), "linear %d", i)
+		require.Equal(t, bits(l.W), bits(g.Dense()), "linear %d", i)
 		require.NotNil(t, g.Q)
 		require.Equal(t, "f32", g.Q.DType)
 		require.Equal(t, bits(l.W), g.Q.Data)
@@ -227,7 +227,7 @@ func TestFormatAsDocumented(t *testing.T) {
 		{"model.embed_tokens.weight", &m.Weights.Embed}, {"model.layers.0.self_attn.q_proj.weight", &m.Weights.Layers[0].Q},
 		{"model.layers.1.mlp.down_proj.weight", &m.Weights.Layers[1].Down}, {"lm_head.weight", &m.Weights.LMHead},
 	} {
-		te, lin := man.Tensor(c.name), c.lin
+		te, dense := man.Tensor(c.name), c.lin.Dense()
 		require.Equal(t, "q4", te.DType)
 		in := te.Shape[1]
 		G := in / group
@@ -242,7 +242,7 @@ func TestFormatAsDocumented(t *testing.T) {
 					g := c / group
 					s := f16(word(scales, r*((G+1)/2)+g/2) >> (16 * (g % 2)) & 0xffff)
 					want := (float64(u) - 8) * s
-					require.Equal(t, float32(want), lin.W[(p.Rows[0]+r)*in+c])
+					require.Equal(t, float32(want), dense[(p.Rows[0]+r)*in+c])
 				}
 			}
 		}
@@ -273,7 +273,7 @@ func TestConvertQ8AndF16(t *testing.T) {
 		}
 		require.Equal(t, lmHead, man.Tensor("lm_head.weight").DType)
 		require.Equal(t, lmHead, m.Weights.LMHead.Q.DType)
-		require.InDelta(t, ref.Weights.LMHead.W[5], m.Weights.LMHead.W[5], 0.02)
+		require.InDelta(t, ref.Weights.LMHead.W[5], m.Weights.LMHead.Dense()[5], 0.02)
 	}
 }
 

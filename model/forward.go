@@ -129,6 +129,10 @@ func (m *CPU) layer(i int, x []float32, pos int, invFreq []float32) {
 
 // Embedding copies token t's row of the embedding table into dst [D].
 func Embedding(dst []float32, embed Linear, t int) {
+	if embed.W == nil {
+		embed.Q.DequantRow(t, dst)
+		return
+	}
 	copy(dst, embed.W[t*embed.In:(t+1)*embed.In])
 }
 
@@ -144,19 +148,24 @@ func RMSNorm(dst, x, weight []float32, eps float64) {
 	}
 }
 
-// Matmul: dst [T, Out] = x [T, In] · lᵀ (+ bias). Rows of the weight are split across cores so each weight
-// row is read once for all T tokens, as the GPU's tiled matmul does.
+// Matmul: dst [T, Out] = x [T, In] · lᵀ (+ bias), from the f32 weights or, when no f32 copy is loaded,
+// from the stored (quantized) form. Rows of the weight are split across cores so each weight row is read
+// once for all T tokens, as the GPU's tiled matmul does.
 func Matmul(dst, x []float32, l Linear) {
 	T := len(x) / l.In
 	parallelFor(l.Out, func(lo, hi int) {
 		for r := lo; r < hi; r++ {
-			w := l.W[r*l.In : (r+1)*l.In]
 			var b float32
 			if l.Bias != nil {
 				b = l.Bias[r]
 			}
 			for t := 0; t < T; t++ {
-				dst[t*l.Out+r] = dot(w, x[t*l.In:(t+1)*l.In]) + b
+				xt := x[t*l.In : (t+1)*l.In]
+				if l.W == nil { // stored quantized: the twin of the GPU's q4 matvec
+					dst[t*l.Out+r] = l.Q.DotRow(r, xt) + b
+				} else {
+					dst[t*l.Out+r] = dot(l.W[r*l.In:(r+1)*l.In], xt) + b
+				}
 			}
 		}
 	})

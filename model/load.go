@@ -72,6 +72,11 @@ func loadStopIDs(path string, cfg *Config, chat *ChatFormat) ([]int, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read generation config: %w", err)
 	}
+	return parseStopIDs(path, data, cfg)
+}
+
+// parseStopIDs reads eos_token_id (a number or a list) from generation_config.json's contents.
+func parseStopIDs(path string, data []byte, cfg *Config) ([]int, error) {
 	var gc struct {
 		EOS json.RawMessage `json:"eos_token_id"`
 	}

@@ -36,7 +36,7 @@ func IsConverted(dir string) bool {
 }
 
 // loadConverted reads a converted model directory. Sizes are checked, hashes are not (convert -verify
-// does that). 2-D tensors are dequantized to float32 Linear.W and also kept as they are stored in Linear.Q.
+// does that).
 func loadConverted(dir string) (*Model, error) {
 	manPath := filepath.Join(dir, ManifestFile)
 	raw, err := os.ReadFile(manPath)
@@ -47,108 +47,151 @@ func loadConverted(dir string) (*Model, error) {
 	if err != nil {
 		return nil, err
 	}
-	m, err := LoadTokenizerOnly(dir)
-	if err != nil {
-		return nil, err
+	files := map[string][]byte{}
+	for _, f := range man.Files {
+		data, err := os.ReadFile(filepath.Join(dir, f.Name))
+		if os.IsNotExist(err) {
+			continue // optional files (generation_config.json) may be absent; required ones are checked below
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", f.Name, err)
+		}
+		files[f.Name] = data
 	}
+	fetch := func(i int) ([]byte, error) {
+		path := filepath.Join(dir, man.Shards[i].Name)
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("read shard: %w", err)
+		}
+		return data, nil
+	}
+	m, err := LoadConverted(man, files, fetch, nil)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", dir, err)
+	}
+	m.Dir = dir
 	if !reflect.DeepEqual(m.Config, man.ModelConfig) {
 		return nil, fmt.Errorf("%s: config.json differs from the manifest's config", dir)
-	}
-	src := &convertedSource{dir: dir, man: man, quant: map[string]*QuantMatrix{}}
-	defer src.close()
-	for i, s := range man.Shards {
-		f, err := os.Open(filepath.Join(dir, s.Name))
-		if err != nil {
-			return nil, fmt.Errorf("open shard: %w", err)
-		}
-		src.shards = append(src.shards, f)
-		if st, err := f.Stat(); err != nil || st.Size() != s.Bytes {
-			return nil, fmt.Errorf("%s: shard %d is not %d bytes as the manifest says (run convert -verify)", f.Name(), i, s.Bytes)
-		}
-	}
-	if m.Weights, err = LoadWeights(m.Config, src); err != nil {
-		return nil, err
-	}
-	used := map[string]bool{}
-	for _, e := range weightTable(m.Config, m.Weights) {
-		used[e.name] = true
-		if e.target.lin != nil {
-			e.target.lin.Q = src.quant[e.name]
-		}
-	}
-	for _, t := range man.Tensors {
-		if !used[t.Name] {
-			return nil, fmt.Errorf("%s: tensor %q is not part of the model", manPath, t.Name)
-		}
 	}
 	return m, nil
 }
 
-// convertedSource is the TensorSource of a converted directory. It remembers the stored form of every
-// 2-D tensor it decodes.
-type convertedSource struct {
-	dir    string
-	man    *Manifest
-	shards []*os.File
-	quant  map[string]*QuantMatrix
-}
-
-func (s *convertedSource) close() {
-	for _, f := range s.shards {
-		f.Close()
-	}
-}
-
-func (s *convertedSource) Float32(name string, shape []int) ([]float32, error) {
-	where := filepath.Join(s.dir, ManifestFile)
-	t := s.man.Tensor(name)
-	if t == nil {
-		return nil, fmt.Errorf("%s: tensor %q is missing", where, name)
-	}
-	if !reflect.DeepEqual(t.Shape, shape) {
-		return nil, fmt.Errorf("%s: tensor %q: shape %v, want %v", where, name, t.Shape, shape)
-	}
-	q, err := s.read(t)
-	if err != nil {
-		return nil, fmt.Errorf("%s: tensor %q: %w", where, name, err)
-	}
-	out := make([]float32, q.Rows*q.Cols)
-	parallelFor(q.Rows, func(lo, hi int) {
-		for r := lo; r < hi; r++ {
-			q.DequantRow(r, out[r*q.Cols:(r+1)*q.Cols])
+// LoadConverted builds a model from a converted directory's manifest, its small files by name, and its
+// shards, fetched one at a time in order: besides the weights (kept as stored: q4 stays q4), only one shard
+// is held at a time. progress, when set, is told the shard bytes done so far. The browser engine loads
+// through it with shards from its cache.
+func LoadConverted(man *Manifest, files map[string][]byte, fetch func(shard int) ([]byte, error), progress func(done, total int64)) (*Model, error) {
+	need := func(name string) ([]byte, error) {
+		data, ok := files[name]
+		if !ok {
+			return nil, fmt.Errorf("missing %s", name)
 		}
-	})
-	if len(shape) == 2 {
-		s.quant[name] = q
+		return data, nil
 	}
-	return out, nil
-}
-
-// read assembles a tensor from its parts: the word layouts are relative to a part's first row, so the
-// parts' arrays concatenated in row order are the whole matrix.
-func (s *convertedSource) read(t *TensorEntry) (*QuantMatrix, error) {
-	q := &QuantMatrix{DType: t.DType, Rows: t.Rows(), Cols: t.Cols(), Group: s.man.Quant.GroupSize}
-	for _, p := range t.Parts {
-		var err error
-		if q.Data, err = s.appendWords(q.Data, p.Shard, p.Data); err != nil {
+	cfgData, err := need("config.json")
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := ParseConfig("config.json", cfgData)
+	if err != nil {
+		return nil, err
+	}
+	tokModel, err := need("tokenizer.model")
+	if err != nil {
+		return nil, err
+	}
+	tokCfg, err := need("tokenizer_config.json")
+	if err != nil {
+		return nil, err
+	}
+	tok, err := NewTokenizer("tokenizer.model", tokModel, "tokenizer_config.json", tokCfg)
+	if err != nil {
+		return nil, err
+	}
+	chat, err := NewChatFormat(tok)
+	if err != nil {
+		return nil, err
+	}
+	stop := []int{cfg.EOSTokenID, chat.EndOfTurn()}
+	if data, ok := files["generation_config.json"]; ok {
+		if stop, err = parseStopIDs("generation_config.json", data, cfg); err != nil {
 			return nil, err
 		}
-		if p.Scales != nil {
-			if q.Scales, err = s.appendWords(q.Scales, p.Shard, *p.Scales); err != nil {
-				return nil, err
-			}
+	}
+
+	// Every tensor the model needs, allocated in its stored form before any shard arrives.
+	quant := map[string]*QuantMatrix{}
+	for _, spec := range CheckpointTensors(cfg) {
+		t := man.Tensor(spec.Name)
+		if t == nil {
+			return nil, fmt.Errorf("%s: tensor %q is missing", ManifestFile, spec.Name)
+		}
+		if !reflect.DeepEqual(t.Shape, spec.Shape) {
+			return nil, fmt.Errorf("%s: tensor %q: shape %v, want %v", ManifestFile, spec.Name, t.Shape, spec.Shape)
+		}
+		q := &QuantMatrix{DType: t.DType, Rows: t.Rows(), Cols: t.Cols(), Group: man.Quant.GroupSize}
+		q.Data = make([]uint32, q.Rows*q.RowWords())
+		if Quantized(q.DType) {
+			q.Scales = make([]uint32, q.Rows*q.ScaleWords())
+		}
+		quant[spec.Name] = q
+	}
+	for _, t := range man.Tensors {
+		if quant[t.Name] == nil {
+			return nil, fmt.Errorf("%s: tensor %q is not part of the model", ManifestFile, t.Name)
 		}
 	}
-	return q, q.Check()
+
+	// Shard by shard, copy each part's words to its rows.
+	var done int64
+	for i, sh := range man.Shards {
+		data, err := fetch(i)
+		if err != nil {
+			return nil, err
+		}
+		if int64(len(data)) != sh.Bytes {
+			return nil, fmt.Errorf("%s: %d bytes, the manifest says %d (run convert -verify)", sh.Name, len(data), sh.Bytes)
+		}
+		for _, t := range man.Tensors {
+			q := quant[t.Name]
+			for _, p := range t.Parts {
+				if p.Shard != i {
+					continue
+				}
+				r0 := p.Rows[0]
+				copyWords(q.Data[r0*q.RowWords():], data[p.Data.Offset:p.Data.Offset+p.Data.Bytes])
+				if p.Scales != nil {
+					copyWords(q.Scales[r0*q.ScaleWords():], data[p.Scales.Offset:p.Scales.Offset+p.Scales.Bytes])
+				}
+			}
+		}
+		done += sh.Bytes
+		if progress != nil {
+			progress(done, man.TotalBytes)
+		}
+	}
+
+	w := &Weights{Layers: make([]Layer, cfg.NumHiddenLayers)}
+	for _, e := range weightTable(cfg, w) {
+		q := quant[e.name]
+		if err := q.Check(); err != nil {
+			return nil, fmt.Errorf("%s: tensor %q: %w", ManifestFile, e.name, err)
+		}
+		if l := e.target.lin; l != nil {
+			l.Out, l.In, l.Q = q.Rows, q.Cols, q
+			continue
+		}
+		v := make([]float32, q.Cols) // 1-D tensors are one row
+		q.DequantRow(0, v)
+		*e.target.dst = v
+	}
+	return &Model{Config: cfg, Tokenizer: tok, Chat: chat, Stop: stop, Weights: w}, nil
 }
 
-func (s *convertedSource) appendWords(dst []uint32, shard int, sp Span) ([]uint32, error) {
-	buf := make([]byte, sp.Bytes)
-	if _, err := s.shards[shard].ReadAt(buf, sp.Offset); err != nil {
-		return nil, fmt.Errorf("read %s: %w", s.shards[shard].Name(), err)
+// copyWords decodes little-endian u32 words from src into dst.
+func copyWords(dst []uint32, src []byte) {
+	for i := range len(src) / 4 {
+		dst[i] = binary.LittleEndian.Uint32(src[4*i:])
 	}
-	for i := 0; i < len(buf); i += 4 {
-		dst = append(dst, binary.LittleEndian.Uint32(buf[i:]))
-	}
-	return dst, nil
 }

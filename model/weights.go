@@ -5,9 +5,21 @@ import "fmt"
 // Linear is a weight matrix in PyTorch layout [Out, In], row-major, with an optional bias [Out].
 type Linear struct {
 	Out, In int
-	W       []float32    // [Out*In]
+	W       []float32    // [Out*In] f32, from an HF checkpoint; nil when loaded from a converted dir
 	Bias    []float32    // [Out] or nil
-	Q       *QuantMatrix // [Out, In] as stored in a converted model dir (nil when loaded from HF)
+	Q       *QuantMatrix // [Out, In] as stored in a converted dir (q4, q8, f16 or f32); nil from HF
+}
+
+// Dense returns the weights as f32 [Out*In], dequantizing the stored form when that is all there is.
+func (l Linear) Dense() []float32 {
+	if l.W != nil {
+		return l.W
+	}
+	w := make([]float32, l.Out*l.In)
+	for r := 0; r < l.Out; r++ {
+		l.Q.DequantRow(r, w[r*l.In:(r+1)*l.In])
+	}
+	return w
 }
 
 // Layer holds one decoder block's weights. Shapes use the config's names:

@@ -1,0 +1,301 @@
+//go:build js && wasm
+
+// Command wasm is the engine inside the browser: built with GOOS=js GOARCH=wasm and started in a Web
+// Worker (web/worker.js), it publishes globalThis.ilmwebEngine with load, chat, abort and tokenize.
+// The worker downloads and verifies the shards; this side tokenizes, runs the decoder and samples.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"syscall/js"
+	"time"
+
+	"github.com/ilmweb/ilmweb/model"
+)
+
+func main() {
+	e := &engine{}
+	api := js.Global().Get("Object").New()
+	api.Set("load", js.FuncOf(e.load))
+	api.Set("chat", js.FuncOf(e.chat))
+	api.Set("abort", js.FuncOf(e.abort))
+	api.Set("tokenize", js.FuncOf(e.tokenize))
+	js.Global().Set("ilmwebEngine", api)
+	if ready := js.Global().Get("ilmwebReady"); ready.Type() == js.TypeFunction {
+		ready.Invoke()
+	}
+	select {} // keep the Go runtime alive for the callbacks
+}
+
+// engine is the one model loaded in this worker and the conversation running on it.
+type engine struct {
+	mu      sync.Mutex // one load or chat at a time
+	m       *model.Model
+	dec     model.Decoder
+	session *model.Session
+	backend string
+	replies model.Replies      // answers given, to render them back with their ids (see model.Replies)
+	cancel  context.CancelFunc // of the running chat
+}
+
+// engineError is an error whose kind the page acts on ("no-webgpu", "limits", "out-of-memory",
+// "device-lost", "internal"); it crosses to JS as an Error with a .type property.
+type engineError struct {
+	kind string
+	err  error
+}
+
+func (e *engineError) Error() string { return e.err.Error() }
+func (e *engineError) Unwrap() error { return e.err }
+
+func typed(kind string, err error) error { return &engineError{kind, err} }
+
+// load({manifest, files, fetchShard, onProgress, contextLength, backend}) → Promise<{adapter, backend, maxContext, vocabSize}>
+func (e *engine) load(this js.Value, args []js.Value) any {
+	opts := args[0]
+	return promise(func() (any, error) {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		manifest := js.Global().Get("JSON").Call("stringify", opts.Get("manifest")).String()
+		man, err := model.ParseManifest(model.ManifestFile, []byte(manifest))
+		if err != nil {
+			return nil, err
+		}
+		files := map[string][]byte{}
+		jsFiles := opts.Get("files")
+		for _, f := range man.Files {
+			v := jsFiles.Get(f.Name)
+			if v.IsUndefined() {
+				continue
+			}
+			files[f.Name] = bytesFromJS(v)
+		}
+		fetch := func(i int) ([]byte, error) {
+			v, err := await(opts.Call("fetchShard", i))
+			if err != nil {
+				return nil, fmt.Errorf("shard %d: %w", i, err)
+			}
+			return bytesFromJS(v), nil
+		}
+		onProgress := opts.Get("onProgress")
+		progress := func(done, total int64) {
+			if onProgress.Type() == js.TypeFunction {
+				onProgress.Invoke("upload", done, total)
+			}
+		}
+		ctxLen := 4096
+		if v := opts.Get("contextLength"); v.Type() == js.TypeNumber && v.Int() > 0 {
+			ctxLen = v.Int()
+		}
+		backend := ""
+		if v := opts.Get("backend"); v.Type() == js.TypeString {
+			backend = v.String()
+		}
+		m, dec, name, err := open(man, files, fetch, progress, backend, ctxLen)
+		if err != nil {
+			return nil, err
+		}
+		e.m, e.dec, e.backend = m, dec, name
+		e.session = model.NewSession(dec, m.Config)
+		e.replies = model.Replies{}
+		return map[string]any{
+			"adapter": name, "backend": name, "maxContext": dec.MaxContext(), "vocabSize": m.Config.VocabSize,
+		}, nil
+	})
+}
+
+// open loads the model for the requested backend.
+func open(man *model.Manifest, files map[string][]byte, fetch func(int) ([]byte, error),
+	progress func(done, total int64), backend string, ctxLen int) (*model.Model, model.Decoder, string, error) {
+	switch backend {
+	case "cpu":
+		m, err := model.LoadConverted(man, files, fetch, progress)
+		if err != nil {
+			return nil, nil, "", err
+		}
+		ctxLen = min(ctxLen, m.Config.MaxPositionEmbeddings*6)
+		return m, model.NewCPU(m.Config, m.Weights, ctxLen), "cpu (wasm)", nil
+	case "", "webgpu":
+		return nil, nil, "", typed("no-webgpu", errors.New("the WebGPU backend is not built into this engine yet; use ?backend=cpu"))
+	default:
+		return nil, nil, "", fmt.Errorf("unknown backend %q", backend)
+	}
+}
+
+type chatRequest struct {
+	Messages          []model.Message `json:"messages"`
+	Think             bool            `json:"think"`
+	Temperature       *float64        `json:"temperature"`
+	TopP              *float64        `json:"top_p"`
+	TopK              *int            `json:"top_k"`
+	RepetitionPenalty *float64        `json:"repetition_penalty"`
+	MaxTokens         int             `json:"max_tokens"`
+	Seed              *uint64         `json:"seed"`
+}
+
+// chat(request, onToken) → Promise<{finish_reason, prompt_tokens, completion_tokens, prefilled_tokens, seconds}>
+func (e *engine) chat(this js.Value, args []js.Value) any {
+	reqJS, onToken := args[0], args[1]
+	return promise(func() (any, error) {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		if e.m == nil {
+			return nil, errors.New("chat before load")
+		}
+		var req chatRequest
+		if err := decodeJS(reqJS, &req); err != nil {
+			return nil, err
+		}
+		p := model.DefaultSampling()
+		p.Seed = uint64(time.Now().UnixNano())
+		setIf(&p.Temperature, req.Temperature)
+		setIf(&p.TopP, req.TopP)
+		setIf(&p.TopK, req.TopK)
+		setIf(&p.RepetitionPenalty, req.RepetitionPenalty)
+		setIf(&p.Seed, req.Seed)
+		maxTokens := req.MaxTokens
+		if maxTokens <= 0 {
+			maxTokens = 1024
+			if req.Think {
+				maxTokens = 8192
+			}
+		}
+		ctxLen := e.dec.MaxContext()
+		msgs := model.WithSystemPrompt(e.replies.Attach(req.Messages), req.Think)
+		_, ids, err := e.m.Chat.Fit(msgs, ctxLen, min(maxTokens, ctxLen/2))
+		if err != nil {
+			return nil, err
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		e.cancel = cancel
+		defer cancel()
+		dec := e.m.Tokenizer.NewStreamDecoder()
+		start := time.Now()
+		res, err := e.session.Generate(ctx, ids, model.GenerateOptions{MaxTokens: maxTokens, Stop: e.m.Stop, Sampling: p},
+			func(id int) error {
+				if s := dec.Add(id); s != "" {
+					onToken.Invoke(s, id)
+				}
+				return nil
+			})
+		if s := dec.Flush(); s != "" {
+			onToken.Invoke(s, -1)
+		}
+		finish := res.FinishReason
+		if errors.Is(err, context.Canceled) {
+			finish, err = "abort", nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		e.replies.Remember(e.m.Tokenizer.Decode(res.Tokens), res.Tokens)
+		return map[string]any{
+			"finish_reason": finish, "prompt_tokens": res.PromptTokens, "completion_tokens": len(res.Tokens),
+			"prefilled_tokens": res.Prefilled, "seconds": time.Since(start).Seconds(),
+		}, nil
+	})
+}
+
+// abort() stops the running chat; its promise resolves with finish_reason "abort".
+func (e *engine) abort(this js.Value, args []js.Value) any {
+	if c := e.cancel; c != nil {
+		c()
+	}
+	return nil
+}
+
+// tokenize(text) → Array of ids (for tests and token counting).
+func (e *engine) tokenize(this js.Value, args []js.Value) any {
+	if e.m == nil {
+		return js.Global().Get("Array").New()
+	}
+	ids := e.m.Tokenizer.Encode(args[0].String())
+	out := make([]any, len(ids))
+	for i, id := range ids {
+		out[i] = id
+	}
+	return js.ValueOf(out)
+}
+
+func setIf[T any](dst *T, v *T) {
+	if v != nil {
+		*dst = *v
+	}
+}
+
+// decodeJS turns a plain JS object into a Go value through JSON.
+func decodeJS(v js.Value, dst any) error {
+	s := js.Global().Get("JSON").Call("stringify", v).String()
+	if err := json.Unmarshal([]byte(s), dst); err != nil {
+		return fmt.Errorf("bad request: %w", err)
+	}
+	return nil
+}
+
+// bytesFromJS copies a Uint8Array (or ArrayBuffer) into Go memory.
+func bytesFromJS(v js.Value) []byte {
+	if v.InstanceOf(js.Global().Get("ArrayBuffer")) {
+		v = js.Global().Get("Uint8Array").New(v)
+	}
+	b := make([]byte, v.Get("byteLength").Int())
+	js.CopyBytesToGo(b, v)
+	return b
+}
+
+// promise runs fn on its own goroutine (JS callbacks must not block) and settles a JS Promise with it.
+func promise(fn func() (any, error)) js.Value {
+	var handler js.Func
+	handler = js.FuncOf(func(this js.Value, args []js.Value) any {
+		resolve, reject := args[0], args[1]
+		go func() {
+			defer handler.Release()
+			v, err := fn()
+			if err != nil {
+				reject.Invoke(jsError(err))
+				return
+			}
+			resolve.Invoke(js.ValueOf(v))
+		}()
+		return nil
+	})
+	return js.Global().Get("Promise").New(handler)
+}
+
+// jsError builds a JS Error carrying the error kind in .type.
+func jsError(err error) js.Value {
+	kind := "internal"
+	var te *engineError
+	if errors.As(err, &te) {
+		kind = te.kind
+	}
+	e := js.Global().Get("Error").New(err.Error())
+	e.Set("type", kind)
+	return e
+}
+
+// await blocks the calling goroutine until the JS promise settles.
+func await(p js.Value) (js.Value, error) {
+	type result struct {
+		v   js.Value
+		err error
+	}
+	ch := make(chan result, 1)
+	var then, catch js.Func
+	then = js.FuncOf(func(this js.Value, args []js.Value) any {
+		ch <- result{v: args[0]}
+		return nil
+	})
+	catch = js.FuncOf(func(this js.Value, args []js.Value) any {
+		ch <- result{err: errors.New(js.Global().Get("String").Invoke(args[0]).String())}
+		return nil
+	})
+	defer then.Release()
+	defer catch.Release()
+	p.Call("then", then, catch)
+	r := <-ch
+	return r.v, r.err
+}
