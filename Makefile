@@ -3,8 +3,10 @@ GO ?= go
 MODEL ?= tiny
 CACHE := .cache
 TINY := $(CACHE)/tiny-hf
+WEB_OUT := build/web
+WEB_NPM := $(CACHE)/web-npm
 
-.PHONY: run test test-go vet fuzz bench deps clean
+.PHONY: run test test-go vet fuzz bench deps clean web
 
 ## run: chat in the terminal with the model (for now: a synthetic tiny model, made on first use)
 run: $(TINY)/config.json
@@ -14,26 +16,63 @@ $(TINY)/config.json:
 	$(GO) run ./cmd/synth -preset tiny -out $(TINY)
 
 ## test: every test, installing what the tests need first
-test: deps vet test-go
+test: deps vet web test-go
 
+# The GPU tests need a Vulkan driver: without a GPU, lavapipe (Mesa's CPU driver), installed here when missing.
 deps:
 	@$(GO) version >/dev/null || { echo "Go 1.26 is required: https://go.dev/dl/"; exit 1; }
 	$(GO) mod download
+	@# `make web` needs Node.js and npm; the browser tests (e2e/) drive Debian's Chromium (without it they
+	@# skip, and under CI they fail).
+	@missing=""; command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v npm >/dev/null || missing="$$missing nodejs npm"; \
+	if [ -n "$$missing" ]; then \
+		if command -v apt-get >/dev/null; then \
+			SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+			$$SUDO apt-get update && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y $$missing; \
+		else \
+			echo "warning: install$$missing for the chat page's build and browser tests"; \
+		fi; \
+	fi
+	@if [ "$$(uname -s)" = Linux ] && ! dpkg -s mesa-vulkan-drivers libvulkan1 >/dev/null 2>&1; then \
+		if command -v apt-get >/dev/null; then \
+			SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+			$$SUDO apt-get update && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y mesa-vulkan-drivers libvulkan1; \
+		else \
+			echo "warning: install Mesa's Vulkan drivers (lavapipe) and the Vulkan loader for the GPU tests"; \
+		fi; \
+	fi
 
 vet:
 	$(GO) vet ./...
-	GOOS=js GOARCH=wasm $(GO) vet ./model/ ./safetensors/
+	GOOS=js GOARCH=wasm $(GO) vet ./model/ ./safetensors/ ./webgpu/ ./shaders/
 
 # Fuzz targets' seed corpora run as ordinary tests here; `make fuzz` explores further.
+# GPU tests run on lavapipe unless VK_ICD_FILENAMES names another Vulkan driver; REQUIRE_GPU=1 makes a
+# missing adapter fail them instead of skipping them.
+LAVAPIPE_ICD := /usr/share/vulkan/icd.d/lvp_icd.$(shell uname -m).json
 test-go:
-	$(GO) test -count=1 ./...
+	VK_ICD_FILENAMES=$${VK_ICD_FILENAMES:-$(LAVAPIPE_ICD)} REQUIRE_GPU=$${REQUIRE_GPU:-1} $(GO) test -count=1 ./...
+
+## web: the chat page, built into build/web (serve it: go run ./cmd/serve -site build/web -model DIR)
+web: $(WEB_NPM)/node_modules/.package-lock.json
+	rm -rf $(WEB_OUT) && mkdir -p $(WEB_OUT)
+	cp "$$($(GO) env GOROOT)/lib/wasm/wasm_exec.js" $(WEB_OUT)/
+	if [ -d wasm ]; then GOOS=js GOARCH=wasm $(GO) build -trimpath -o $(WEB_OUT)/engine.wasm ./wasm; fi
+	node web/build.mjs $(WEB_NPM)/node_modules $(WEB_OUT)
+
+# The page's libraries, pinned in web/package-lock.json, installed outside web/ and vendored by build.mjs.
+$(WEB_NPM)/node_modules/.package-lock.json: web/package.json web/package-lock.json
+	mkdir -p $(WEB_NPM) && cp web/package.json web/package-lock.json $(WEB_NPM)/
+	cd $(WEB_NPM) && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
 
 fuzz:
 	$(GO) test -run=NONE -fuzz=FuzzParseHeader -fuzztime=60s ./safetensors/
 	$(GO) test -run=NONE -fuzz=FuzzTokenizerEncode -fuzztime=60s ./model/
+	$(GO) test -run=NONE -fuzz=FuzzParseManifest -fuzztime=60s ./model/
 
 bench:
 	$(GO) test -run=NONE -bench=. -benchtime=3x ./model/
 
 clean:
-	rm -rf $(CACHE)
+	rm -rf $(CACHE) build

@@ -1,0 +1,241 @@
+// ilmweb's JS API: InternLM3 running on the user's GPU, with an OpenAI-style interface.
+//
+//   import { createEngine } from './engine.js';
+//   const engine = await createEngine({ model: '/model/', onProgress: (p) => console.log(p.phase, p.loaded, p.total) });
+//   for await (const chunk of engine.chat.completions.create({ messages, stream: true, temperature: 0.7 })) {
+//     out.textContent += chunk.choices[0]?.delta?.content ?? '';
+//   }
+//   engine.unload();
+//
+// The engine runs in a Web Worker (worker.js); this module is the page's side of it. The chat page
+// (app.js) uses exactly this API. Failures are EngineErrors whose .type says what happened:
+//   no-webgpu, limits, out-of-memory, device-lost, internal        (the engine)
+//   download-failed, hash-mismatch, quota-exceeded                  (the model download)
+//   unloaded                                                        (engine.unload() was called)
+
+export class EngineError extends Error {
+  constructor(type, message) {
+    super(message);
+    this.name = 'EngineError';
+    this.type = type;
+  }
+}
+
+// createEngine starts a worker, downloads (or finds in storage) the model at `model` (the directory URL
+// holding manifest.json) and loads it. onProgress receives {phase: "download"|"verify"|"upload", loaded,
+// total, bytesPerSecond, etaSeconds, shard, shardsDone, shardsTotal, note}. backend "cpu" runs the
+// engine's slow CPU path in wasm (for debugging and for browsers without WebGPU).
+export async function createEngine({
+  model,
+  onProgress,
+  contextLength = 4096,
+  backend = 'webgpu',
+  workerUrl = new URL('./worker.js', import.meta.url),
+} = {}) {
+  if (!model) throw new EngineError('internal', 'createEngine needs {model: URL of the model directory}');
+  // Ask the browser not to evict a multi-gigabyte download under storage pressure. Only a page can ask
+  // (the worker cannot); a refusal is fine, the model then just may have to be fetched again some day.
+  navigator.storage?.persist?.().catch(() => {});
+  const engine = new Engine(workerUrl);
+  try {
+    engine.info = await engine._request('load', {
+      modelUrl: new URL(model, location.href).href,
+      contextLength,
+      backend,
+    }, (kind, payload) => kind === 'progress' && onProgress?.(payload));
+  } catch (err) {
+    engine.unload();
+    throw err;
+  }
+  return engine;
+}
+
+let chatCounter = 0;
+
+class Engine {
+  // {adapter, backend, maxContext, vocabSize, model, systemPrompt, thinkingSystemPrompt}
+  info;
+  chat = { completions: { create: (params) => this.#create(params) } };
+
+  #worker;
+  #pending = new Map(); // request id → {resolve, reject, onEvent}
+  #nextId = 1;
+  #turn = Promise.resolve(); // chats run one after another: the engine holds one conversation
+  #gone; // the error every request fails with once the worker is gone
+
+  constructor(workerUrl) {
+    this.#worker = new Worker(workerUrl, { type: 'module' });
+    this.#worker.onmessage = ({ data: { kind, id, payload } }) => {
+      const req = this.#pending.get(id);
+      if (!req) return;
+      if (kind === 'error') {
+        this.#pending.delete(id);
+        req.reject(new EngineError(payload.type, payload.message));
+      } else if (kind === 'loaded' || kind === 'done') {
+        this.#pending.delete(id);
+        req.resolve(payload);
+      } else {
+        req.onEvent?.(kind, payload);
+      }
+    };
+    // A worker that fails to start (a missing file, a syntax error) never answers: fail what waits on it.
+    this.#worker.onerror = (ev) => {
+      ev.preventDefault?.();
+      this.#failAll(new EngineError('internal', `The engine worker failed: ${ev.message || 'it could not start'}`));
+    };
+  }
+
+  _request(kind, payload, onEvent) {
+    if (this.#gone) return Promise.reject(this.#gone);
+    const id = this.#nextId++;
+    return new Promise((resolve, reject) => {
+      this.#pending.set(id, { resolve, reject, onEvent });
+      this.#worker.postMessage({ kind, id, payload });
+    });
+  }
+
+  // resetChat starts a new conversation: it stops an answer in progress. The next chat's messages decide
+  // what the engine keeps: it reuses its cache for whatever prefix they share with the last conversation.
+  resetChat() {
+    return this._request('reset', {});
+  }
+
+  // unload stops the worker and frees the GPU memory it held; pending requests fail with type "unloaded".
+  unload() {
+    this.#worker.terminate();
+    this.#failAll(new EngineError('unloaded', 'the engine was unloaded'));
+  }
+
+  // #failAll fails every pending request, and every later one: the worker is gone.
+  #failAll(err) {
+    this.#gone = err;
+    for (const req of this.#pending.values()) req.reject(err);
+    this.#pending.clear();
+  }
+
+  // #create is chat.completions.create: with stream: true it returns an async iterable of
+  // chat.completion.chunk objects (also awaitable, as OpenAI's SDK returns it), else a promise of a
+  // chat.completion. Extensions beyond OpenAI's parameters: top_k, repetition_penalty, seed, think
+  // (deep-thinking mode: the thinking system prompt and 8192 new tokens unless max_tokens says otherwise).
+  // An aborted signal ends the answer with finish_reason "abort", keeping what was generated.
+  #create(params) {
+    const chunks = this.#stream(params);
+    if (params.stream) {
+      const iterable = { [Symbol.asyncIterator]: () => chunks };
+      // `for await (… of create(…))` and `for await (… of await create(…))` both work: await resolves
+      // to the plain iterable (which has no then, so it does not recurse).
+      return { ...iterable, then: (onOk, onErr) => Promise.resolve(iterable).then(onOk, onErr) };
+    }
+    return collect(chunks);
+  }
+
+  async *#stream(params) {
+    const request = chatRequest(params);
+    const id = `chatcmpl-${Date.now().toString(36)}-${++chatCounter}`;
+    const created = Math.floor(Date.now() / 1000);
+    const model = this.info?.model ?? 'ilmweb';
+    const chunk = (delta, finish_reason = null, extra = {}) => ({
+      id, object: 'chat.completion.chunk', created, model,
+      choices: [{ index: 0, delta, finish_reason }], ...extra,
+    });
+
+    // Wait for the previous chat to finish; ours becomes the one the next waits for.
+    const previous = this.#turn;
+    let release;
+    this.#turn = new Promise((r) => (release = r));
+    await previous;
+
+    const texts = [];
+    let wake;
+    let settled = false;
+    let result;
+    let failure;
+    const abort = () => !settled && this._request('abort', {}).catch(() => {});
+    try {
+      if (params.signal?.aborted) {
+        yield chunk({ role: 'assistant', content: '' });
+        yield chunk({}, 'abort', { usage: usage({}) });
+        return;
+      }
+      params.signal?.addEventListener('abort', abort, { once: true });
+      this._request('chat', request, (kind, p) => {
+        if (kind === 'token') {
+          texts.push(p.text);
+          wake?.();
+        }
+      }).then((r) => (result = r), (e) => (failure = e)).finally(() => {
+        settled = true;
+        wake?.();
+      });
+      yield chunk({ role: 'assistant', content: '' });
+      for (;;) {
+        while (texts.length > 0) yield chunk({ content: texts.shift() });
+        if (settled) break;
+        await new Promise((r) => (wake = r));
+        wake = undefined;
+      }
+      if (failure) throw failure;
+      yield chunk({}, result.finish_reason, { usage: usage(result) });
+    } finally {
+      // A consumer that stops iterating early (break, return, a throw) also stops the engine.
+      abort();
+      params.signal?.removeEventListener('abort', abort);
+      release();
+    }
+  }
+}
+
+// chatRequest checks OpenAI-style parameters and turns them into the engine's request.
+function chatRequest(p) {
+  if (!Array.isArray(p.messages) || p.messages.length === 0) {
+    throw new EngineError('internal', 'messages must be a non-empty array');
+  }
+  const messages = p.messages.map((m, i) => {
+    if (!['system', 'user', 'assistant'].includes(m.role)) {
+      throw new EngineError('internal', `messages[${i}].role must be system, user or assistant, not ${JSON.stringify(m.role)}`);
+    }
+    // OpenAI also allows content as a list of parts; only text parts mean something to this model.
+    const content = Array.isArray(m.content)
+      ? m.content.filter((part) => part.type === 'text').map((part) => part.text).join('')
+      : String(m.content ?? '');
+    return { role: m.role, content };
+  });
+  return {
+    messages,
+    think: Boolean(p.think),
+    temperature: p.temperature ?? undefined,
+    top_p: p.top_p ?? undefined,
+    top_k: p.top_k ?? undefined,
+    repetition_penalty: p.repetition_penalty ?? undefined,
+    max_tokens: p.max_completion_tokens ?? p.max_tokens ?? undefined,
+    seed: p.seed ?? undefined,
+  };
+}
+
+// usage is OpenAI's usage object plus what the engine measured: prefilled_tokens (prompt tokens computed
+// for this answer; the rest came from the cache of the previous turn) and seconds (for the whole answer).
+function usage(r) {
+  const prompt = r.prompt_tokens ?? 0;
+  const completion = r.completion_tokens ?? 0;
+  return {
+    prompt_tokens: prompt,
+    completion_tokens: completion,
+    total_tokens: prompt + completion,
+    prefilled_tokens: r.prefilled_tokens ?? 0,
+    seconds: r.seconds ?? 0,
+  };
+}
+
+async function collect(chunks) {
+  let content = '';
+  let last;
+  for await (const c of chunks) {
+    content += c.choices[0].delta.content ?? '';
+    last = c;
+  }
+  return {
+    id: last.id, object: 'chat.completion', created: last.created, model: last.model,
+    choices: [{ index: 0, message: { role: 'assistant', content }, finish_reason: last.choices[0].finish_reason }],
+    usage: last.usage,
+  };
+}
