@@ -1,19 +1,32 @@
 # The two commands a fresh machine needs: `make run` and `make test` (see README.md).
 GO ?= go
-MODEL ?= tiny
 CACHE := .cache
-TINY := $(CACHE)/tiny-hf
 WEB_OUT := build/web
 WEB_NPM := $(CACHE)/web-npm
 
+# MODEL is "tiny" (a synthetic model, made on first use, so the page works out of the box) or a Hugging
+# Face repo id such as internlm/internlm3-8b-instruct, downloaded and converted to q4 on first use.
+MODEL ?= tiny
+MODELS := $(CACHE)/models
+ifeq ($(MODEL),tiny)
+MODEL_DIR := $(MODELS)/tiny-q4
+else
+MODEL_DIR := $(MODELS)/$(subst /,--,$(MODEL))-q4
+endif
+
 .PHONY: run test test-go vet fuzz bench deps clean web
 
-## run: chat in the terminal with the model (for now: a synthetic tiny model, made on first use)
-run: $(TINY)/config.json
-	$(GO) run ./cmd/chat -model $(TINY)
+## run: build the page, make sure a converted model exists, and serve both (the URL is printed)
+run: deps web $(MODEL_DIR)/manifest.json
+	$(GO) run ./cmd/serve -site $(WEB_OUT) -model $(MODEL_DIR)
 
-$(TINY)/config.json:
-	$(GO) run ./cmd/synth -preset tiny -out $(TINY)
+$(MODELS)/tiny-q4/manifest.json:
+	rm -rf $(MODELS)/tiny-hf
+	$(GO) run ./cmd/synth -preset tiny -out $(MODELS)/tiny-hf
+	$(GO) run ./cmd/convert -force $(MODELS)/tiny-hf $(MODELS)/tiny-q4
+
+$(MODELS)/%-q4/manifest.json:
+	$(GO) run ./cmd/convert -force $(MODEL) $(MODEL_DIR)
 
 ## test: every test, installing what the tests need first
 test: deps vet web test-go

@@ -21,8 +21,7 @@ import (
 
 // SiteConfig says which directories the static server exposes. Empty fields are not served.
 type SiteConfig struct {
-	Site  string // the page (web/), served at /; while it does not exist, / says the site isn't built
-	Build string // build outputs (the wasm, wasm_exec.js), served at / beneath the site's own files
+	Site  string // the built page (make web: build/web), served at /; while it does not exist, / says so
 	Model string // a converted model dir (manifest.json, shards, tokenizer), served at /model/
 }
 
@@ -86,14 +85,12 @@ func (s *Site) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, fmt.Sprintf("%d %s", status, strings.ToLower(http.StatusText(status))), status)
 		return
 	}
-	roots := []string{s.cfg.Site, s.cfg.Build}
+	root := s.cfg.Site
 	if isModel {
-		roots = []string{s.cfg.Model}
+		root = s.cfg.Model
 	}
-	for _, dir := range roots {
-		if dir != "" && s.serveFrom(w, r, dir, name) {
-			return
-		}
+	if root != "" && s.serveFrom(w, r, root, name) {
+		return
 	}
 	if !isModel && (name == "" || name == "index.html") && !isDir(s.cfg.Site) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
@@ -108,7 +105,7 @@ const placeholderPage = `<!doctype html>
 <meta charset="utf-8">
 <title>ilmweb: site not built</title>
 <h1>The chat page isn't built yet</h1>
-<p>This server found no site directory to serve. Build the page (web/) or point <code>-site</code> at it,
+<p>This server found no site directory to serve. Build the page (<code>make web</code>) or point <code>-site</code> at it,
 then reload. The model directory, if one was given, is served at <a href="/model/manifest.json">/model/</a>.</p>
 `
 

@@ -54,8 +54,8 @@ func newSiteFixture(t *testing.T) *siteFixture {
 	write("web", ".secret", "", []byte("web dotfile"))
 	write("web", ".git/config", "", []byte("[core]"))
 	require.NoError(t, os.MkdirAll(filepath.Join(root, "web", "empty"), 0o755))
-	write("build", "ilmweb.wasm", "/ilmweb.wasm", append([]byte("\x00asm\x01\x00\x00\x00"), text("wasm code ")...))
-	write("build", "wasm_exec.js", "/wasm_exec.js", text("// go wasm glue\n"))
+	write("web", "ilmweb.wasm", "/ilmweb.wasm", append([]byte("\x00asm\x01\x00\x00\x00"), text("wasm code ")...))
+	write("web", "wasm_exec.js", "/wasm_exec.js", text("// go wasm glue\n"))
 	write("model", "manifest.json", "/model/manifest.json", text(`{"tensor": "x"},`))
 	write("model", shard, "/model/"+shard, shardBytes)
 	write("model", "tokenizer.model", "/model/tokenizer.model", shardBytes[:1000])
@@ -66,7 +66,7 @@ func newSiteFixture(t *testing.T) *siteFixture {
 	require.NoError(t, os.Symlink("../outside", filepath.Join(root, "model", "out")))
 	require.NoError(t, os.Symlink("manifest.json", filepath.Join(root, "model", "alias.json")))
 
-	site, err := NewSite(SiteConfig{Site: filepath.Join(root, "web"), Build: filepath.Join(root, "build"), Model: filepath.Join(root, "model")})
+	site, err := NewSite(SiteConfig{Site: filepath.Join(root, "web"), Model: filepath.Join(root, "model")})
 	require.NoError(t, err)
 	fx.site = site
 	return fx
@@ -276,12 +276,9 @@ func TestSiteMethodsCORSAndHEAD(t *testing.T) {
 	require.Contains(t, w.Header().Get("Access-Control-Allow-Headers"), "Range")
 }
 
-func TestSitePlaceholderAndOverlay(t *testing.T) {
+func TestSitePlaceholder(t *testing.T) {
 	root := t.TempDir()
-	build := filepath.Join(root, "build")
-	require.NoError(t, os.MkdirAll(build, 0o755))
-	require.NoError(t, os.WriteFile(filepath.Join(build, "ilmweb.wasm"), []byte("\x00asm"), 0o644))
-	site, err := NewSite(SiteConfig{Site: filepath.Join(root, "web"), Build: build})
+	site, err := NewSite(SiteConfig{Site: filepath.Join(root, "web")})
 	require.NoError(t, err)
 	get := func(p string) *httptest.ResponseRecorder {
 		w := httptest.NewRecorder()
@@ -294,7 +291,6 @@ func TestSitePlaceholderAndOverlay(t *testing.T) {
 	require.Equal(t, "no-cache", w.Header().Get("Cache-Control"))
 	require.Equal(t, http.StatusNotFound, get("/app.js").Code)
 	require.Equal(t, http.StatusNotFound, get("/model/manifest.json").Code, "no model dir given")
-	require.Equal(t, "application/wasm", get("/ilmweb.wasm").Header().Get("Content-Type"))
 
 	// The site appears later (built while the server runs): it is served without a restart.
 	require.NoError(t, os.MkdirAll(filepath.Join(root, "web"), 0o755))

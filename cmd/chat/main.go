@@ -1,6 +1,6 @@
 // Command chat talks with the model in the terminal, streaming the answer as it is generated.
 //
-//	go run ./cmd/chat -model DIR [-backend cpu] [-prompt TEXT] [-think] [-temperature F] [-seed N] [-max-tokens N]
+//	go run ./cmd/chat -model DIR [-backend cpu|gpu] [-prompt TEXT] [-think] [-temperature F] [-seed N] [-max-tokens N]
 //
 // Without -prompt it reads one user message per line until end of input; Ctrl-C stops the current answer.
 package main
@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ilmweb/ilmweb/backend"
 	"github.com/ilmweb/ilmweb/model"
 )
 
@@ -31,7 +32,7 @@ func main() {
 	def := model.DefaultSampling()
 	var o options
 	flag.StringVar(&o.dir, "model", "", "model directory")
-	flag.StringVar(&o.backend, "backend", "cpu", "cpu")
+	flag.StringVar(&o.backend, "backend", "cpu", backend.Names)
 	flag.StringVar(&o.prompt, "prompt", "", "answer this one message and exit")
 	flag.StringVar(&o.system, "system", "", "system prompt (default: the official one for the mode)")
 	flag.BoolVar(&o.think, "think", false, "deep-thinking mode: the thinking system prompt and 8192 new tokens")
@@ -53,9 +54,6 @@ func run(o options, in io.Reader, out io.Writer) error {
 	if o.dir == "" {
 		return fmt.Errorf("-model is required")
 	}
-	if o.backend != "cpu" {
-		return fmt.Errorf("unknown -backend %q (want cpu)", o.backend)
-	}
 	if o.maxTokens == 0 {
 		o.maxTokens = 1024
 		if o.think {
@@ -71,7 +69,11 @@ func run(o options, in io.Reader, out io.Writer) error {
 		return err
 	}
 	ctxLen := min(o.ctxLen, m.Config.MaxPositionEmbeddings*6) // never past what RoPE scaling was tuned for
-	session := model.NewSession(model.NewCPU(m.Config, m.Weights, ctxLen), m.Config)
+	b, err := backend.Open(o.backend, m, ctxLen)
+	if err != nil {
+		return err
+	}
+	session := model.NewSession(b, m.Config)
 	var history []model.Message
 	if o.system != "" {
 		history = []model.Message{{Role: "system", Content: o.system}}

@@ -1,6 +1,6 @@
 // Command logits prints the model's logits for a token sequence, one row per position:
 //
-//	go run ./cmd/logits -model DIR -tokens 1,2,3 [-backend cpu]
+//	go run ./cmd/logits -model DIR -tokens 1,2,3 [-backend cpu|gpu]
 package main
 
 import (
@@ -12,26 +12,24 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/ilmweb/ilmweb/backend"
 	"github.com/ilmweb/ilmweb/model"
 )
 
 func main() {
 	dir := flag.String("model", "", "model directory")
 	tokens := flag.String("tokens", "", "comma-separated token ids")
-	backend := flag.String("backend", "cpu", "cpu")
+	backendName := flag.String("backend", "cpu", backend.Names)
 	flag.Parse()
-	if err := run(*dir, *tokens, *backend); err != nil {
+	if err := run(*dir, *tokens, *backendName); err != nil {
 		fmt.Fprintln(os.Stderr, "logits:", err)
 		os.Exit(1)
 	}
 }
 
-func run(dir, tokenList, backend string) error {
+func run(dir, tokenList, backendName string) error {
 	if dir == "" || tokenList == "" {
 		return fmt.Errorf("-model and -tokens are required")
-	}
-	if backend != "cpu" {
-		return fmt.Errorf("unknown -backend %q (want cpu)", backend)
 	}
 	var ids []int
 	for _, s := range strings.Split(tokenList, ",") {
@@ -45,7 +43,11 @@ func run(dir, tokenList, backend string) error {
 	if err != nil {
 		return err
 	}
-	logits, err := model.NewCPU(m.Config, m.Weights, len(ids)).Forward(ids, 0, true)
+	b, err := backend.Open(backendName, m, len(ids))
+	if err != nil {
+		return err
+	}
+	logits, err := b.Forward(ids, 0, true)
 	if err != nil {
 		return err
 	}

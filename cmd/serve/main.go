@@ -1,7 +1,7 @@
 // Command serve serves the chat page and the model over HTTP, or with -api an OpenAI-compatible chat API
 // on the native engine.
 //
-//	go run ./cmd/serve [-addr 127.0.0.1:8080] [-site web] [-wasm .cache/web-build] [-model DIR]
+//	go run ./cmd/serve [-addr 127.0.0.1:8080] [-site build/web] [-model DIR]
 //	go run ./cmd/serve -api [-addr 127.0.0.1:23333] -model DIR [-backend cpu|gpu] [-ctx 4096] [-queue 8] [-name ID]
 //
 // It listens on loopback unless -addr names another interface, and stops gracefully on SIGINT or SIGTERM.
@@ -18,25 +18,25 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/ilmweb/ilmweb/backend"
 	"github.com/ilmweb/ilmweb/model"
 	"github.com/ilmweb/ilmweb/server"
 )
 
 type options struct {
-	addr, site, wasm, model string
-	api                     bool
-	backend, name           string
-	ctxLen, queue           int
+	addr, site, model string
+	api               bool
+	backend, name     string
+	ctxLen, queue     int
 }
 
 func main() {
 	var o options
 	flag.StringVar(&o.addr, "addr", "", "listen address (default 127.0.0.1:8080, or 127.0.0.1:23333 with -api)")
-	flag.StringVar(&o.site, "site", "web", "static site directory, served at /")
-	flag.StringVar(&o.wasm, "wasm", ".cache/web-build", "built wasm directory, served at / beneath the site's files")
+	flag.StringVar(&o.site, "site", "build/web", "the built site (make web), served at /")
 	flag.StringVar(&o.model, "model", "", "model directory: served at /model/, or loaded with -api")
 	flag.BoolVar(&o.api, "api", false, "serve the OpenAI-compatible API (/v1/chat/completions) instead of the site")
-	flag.StringVar(&o.backend, "backend", "cpu", "engine for -api: cpu or gpu")
+	flag.StringVar(&o.backend, "backend", "cpu", "engine for -api: "+backend.Names)
 	flag.StringVar(&o.name, "name", "internlm3-8b-instruct", "model id the API answers to")
 	flag.IntVar(&o.ctxLen, "ctx", 4096, "context length in tokens for -api (prompt and answer)")
 	flag.IntVar(&o.queue, "queue", 8, "requests that may wait while one generates (-api); more get 429")
@@ -68,7 +68,7 @@ func run(ctx context.Context, o options) error {
 		if o.addr == "" {
 			o.addr = "127.0.0.1:8080"
 		}
-		site, err := server.NewSite(server.SiteConfig{Site: o.site, Build: o.wasm, Model: o.model})
+		site, err := server.NewSite(server.SiteConfig{Site: o.site, Model: o.model})
 		if err != nil {
 			return err
 		}
@@ -90,15 +90,6 @@ func newAPI(o options) (*server.API, error) {
 	if o.model == "" {
 		return nil, fmt.Errorf("-api needs -model DIR")
 	}
-	var dec server.NewDecoder
-	switch o.backend {
-	case "cpu":
-		dec = server.CPUDecoder
-	case "gpu":
-		return nil, fmt.Errorf("gpu backend not available yet (use -backend cpu)")
-	default:
-		return nil, fmt.Errorf("unknown -backend %q (want cpu or gpu)", o.backend)
-	}
 	m, err := model.Load(o.model)
 	if err != nil {
 		return nil, err
@@ -107,6 +98,14 @@ func newAPI(o options) (*server.API, error) {
 	if queue == 0 {
 		queue = -1 // the flag's 0 means no waiting; the config's 0 means the default
 	}
-	return server.NewAPI(server.APIConfig{Model: m, ModelID: o.name, NewDecoder: dec,
+	return server.NewAPI(server.APIConfig{Model: m, ModelID: o.name, NewDecoder: func(m *model.Model, ctxLen int) (model.Decoder, error) {
+		b, err := backend.Open(o.backend, m, ctxLen)
+		if err != nil {
+			return nil, err
+		}
+		fmt.Println("engine:", b.Name)
+		return b, nil
+	},
+
 		ContextLen: min(o.ctxLen, m.Config.MaxPositionEmbeddings*6), QueueSize: queue})
 }

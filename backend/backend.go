@@ -1,0 +1,39 @@
+// Package backend opens a loaded model on the CPU reference or the WebGPU engine, and measures it: the one
+// place the command-line tools choose between the two.
+package backend
+
+import (
+	"fmt"
+
+	"github.com/ilmweb/ilmweb/model"
+	"github.com/ilmweb/ilmweb/webgpu"
+)
+
+// Names lists the backends Open accepts.
+const Names = "gpu|cpu"
+
+// Backend is a decoder ready to run, with what it runs on.
+type Backend struct {
+	model.Decoder
+	Name   string         // "cpu", or "gpu" with the adapter: "gpu: NVIDIA H100 (vulkan, DiscreteGPU)"
+	Device *webgpu.Device // nil on the CPU
+}
+
+// Open puts m on the named backend with a KV cache of maxCtx positions.
+func Open(name string, m *model.Model, maxCtx int) (*Backend, error) {
+	switch name {
+	case "cpu":
+		return &Backend{Decoder: model.NewCPU(m.Config, m.Weights, maxCtx), Name: "cpu"}, nil
+	case "gpu":
+		d, err := webgpu.NewDevice()
+		if err != nil {
+			return nil, err
+		}
+		e, err := webgpu.New(d, m.Config, m.Weights, maxCtx)
+		if err != nil {
+			return nil, err
+		}
+		return &Backend{Decoder: e, Name: "gpu: " + d.Adapter, Device: d}, nil
+	}
+	return nil, fmt.Errorf("unknown backend %q (want %s)", name, Names)
+}

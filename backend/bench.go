@@ -1,0 +1,85 @@
+package backend
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"runtime"
+	"time"
+
+	"github.com/ilmweb/ilmweb/model"
+)
+
+// Report is what cmd/bench prints: speeds, and decode bandwidth as a ratio to a limit measured on the same
+// hardware in the same run (the copy-shader probe on a GPU, the all-core read loop on the CPU).
+type Report struct {
+	Date                string  `json:"date"`
+	Model               string  `json:"model"`
+	Backend             string  `json:"backend"`
+	Layers              int     `json:"layers"`
+	PromptTokens        int     `json:"prompt_tokens"`
+	GenTokens           int     `json:"gen_tokens"`
+	PrefillTokPerSec    float64 `json:"prefill_tok_s"`
+	DecodeTokPerSec     float64 `json:"decode_tok_s"`
+	WeightBytesPerToken int64   `json:"weight_bytes_per_token"`
+	DecodeGBPerSec      float64 `json:"decode_gb_s"`
+	LimitGBPerSec       float64 `json:"limit_gb_s"`
+	LimitProbe          string  `json:"limit_probe"`
+	DecodeEfficiency    float64 `json:"decode_efficiency"` // DecodeGBPerSec / LimitGBPerSec
+	DispatchesPerToken  float64 `json:"dispatches_per_token,omitempty"`
+	SubmitsPerToken     float64 `json:"submits_per_token,omitempty"`
+}
+
+// Bench prefills promptTokens random tokens, then decodes genTokens greedily, timing each phase.
+func Bench(b *Backend, m *model.Model, promptTokens, genTokens int) (*Report, error) {
+	if promptTokens < 1 || genTokens < 1 || promptTokens+genTokens > b.MaxContext() {
+		return nil, fmt.Errorf("bench: %d prompt + %d generated tokens must be ≥ 1 each and fit the context of %d",
+			promptTokens, genTokens, b.MaxContext())
+	}
+	r := &Report{
+		Date: time.Now().UTC().Format(time.RFC3339), Model: m.Dir, Backend: b.Name, Layers: m.Config.NumHiddenLayers,
+		PromptTokens: promptTokens, GenTokens: genTokens, WeightBytesPerToken: m.Weights.WeightBytesPerToken(),
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	prompt := make([]int, promptTokens)
+	for i := range prompt {
+		prompt[i] = rng.IntN(m.Tokenizer.VocabSize()) // ids the tokenizer can produce
+	}
+	session := model.NewSession(b, m.Config)
+	var first time.Time
+	start := time.Now()
+	res, err := session.Generate(context.Background(), prompt, model.GenerateOptions{MaxTokens: genTokens + 1, Sampling: model.Greedy()},
+		func(int) error {
+			if first.IsZero() {
+				first = time.Now() // the prompt is in: the first token costs one prefill
+			}
+			return nil
+		})
+	if err != nil {
+		return nil, err
+	}
+	end := time.Now()
+	r.PrefillTokPerSec = float64(promptTokens) / first.Sub(start).Seconds()
+	r.DecodeTokPerSec = float64(len(res.Tokens)-1) / end.Sub(first).Seconds()
+	r.DecodeGBPerSec = float64(r.WeightBytesPerToken) * r.DecodeTokPerSec / 1e9
+	if err := b.limit(r); err != nil {
+		return nil, err
+	}
+	r.DecodeEfficiency = r.DecodeGBPerSec / r.LimitGBPerSec
+	return r, nil
+}
+
+// limit measures the bandwidth decoding is compared against, on the backend's own hardware.
+func (b *Backend) limit(r *Report) error {
+	if b.Device == nil {
+		r.LimitGBPerSec = model.ReadBandwidth()
+		r.LimitProbe = fmt.Sprintf("CPU read of 1 GiB on %d cores", runtime.GOMAXPROCS(0))
+		return nil
+	}
+	return b.gpuLimit(r)
+}
+
+// gpuLimit measures the copy-shader bandwidth of the adapter the engine runs on.
+func (b *Backend) gpuLimit(r *Report) error {
+	return fmt.Errorf("bench: the GPU bandwidth probe is not built yet")
+}

@@ -1,0 +1,169 @@
+// Matrix-vector product for decoding one token, the twin of model.Matmul with T = 1 (and of
+// model.QuantMatrix.DotRow), with the ops around a projection fused in so that a decoded token needs few
+// dispatches:
+//   - NORM: x is first RMS-normalised with the weight `norm` (the twin of model.RMSNorm). Since
+//     W·(x·s·norm) = s·(W·(x·norm)), each thread adds up x² over the columns it reads anyway, the sums meet in
+//     the same reduction as the dot products, and s = rsqrt(mean(x²) + eps) scales the result: the norm costs
+//     no extra pass over x and no dispatch.
+//   - mode STORE: y[row0 + r] = W[r]·x (+ bias); ADD: y[row0 + r] += W[r]·x (+ bias), the residual connection;
+//     GLU: rows come in (gate, up) pairs, 2i and 2i+1, and y[(row0 + 2i)/2] = silu(gate)·up (model.SwiGLU).
+// x is the last token's row of the pass (row Step.n − 1 of x [n, cols]): a one-token pass reads row 0, and
+// a prefill pass's lm_head reads only the token whose logits are wanted.
+//
+// A workgroup computes ROWS rows at a time. Its threads stride along the rows in 16-byte pieces (a q4 group
+// of 32 columns, or 4 f32 columns), so neighbouring threads read neighbouring bytes, and each piece of x they
+// load serves all ROWS rows; every thread keeps one partial sum per row, and a tree in workgroup memory adds
+// them up. Columns must be a multiple of 32 (q4) or 4 (f32). Large matrices are split into row blocks that
+// each fit one storage binding, one dispatch per block; GLU blocks start at even rows.
+
+override WG: u32 = 64; // threads per workgroup, a power of two
+const ROWS = 4u;       // rows per workgroup pass (per-thread accumulators need a constant count); even
+
+// flags
+const BIAS = 1u;
+const NORM = 2u;
+// modes
+const STORE = 0u;
+const ADD = 1u;
+const GLU = 2u;
+
+struct Params {
+  rows: u32,  // rows in this block
+  cols: u32,  // length of x
+  row0: u32,  // first row of this block in the whole matrix (indexes bias and y)
+  flags: u32, // BIAS | NORM
+  mode: u32,  // STORE, ADD or GLU
+  eps: f32,   // RMSNorm epsilon when NORM
+}
+
+struct Step {
+  pos: u32,
+  n: u32, // tokens in the pass
+}
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<uniform> step: Step;
+@group(0) @binding(2) var<storage, read> x: array<vec4<f32>>;     // [n, cols/4]
+@group(0) @binding(3) var<storage, read_write> y: array<f32>;     // [matrix rows], or [matrix rows / 2] for GLU
+@group(0) @binding(4) var<storage, read> w: array<vec4<u32>>;     // [rows, 16-byte pieces per row]
+@group(0) @binding(5) var<storage, read> scales: array<u32>;      // q4: [rows, ceil(cols/64)], two f16 per word
+@group(0) @binding(6) var<storage, read> bias: array<f32>;        // [matrix rows] when BIAS
+@group(0) @binding(7) var<storage, read> norm: array<vec4<f32>>;  // [cols/4] when NORM
+
+// partial[r·WG + lid]: thread lid's sum for row r; partial[ROWS·WG + lid]: its sum of x².
+var<workgroup> partial: array<f32, (ROWS + 1u) * WG>;
+
+// load returns x's 16-byte piece i, times the norm weight when NORM, and adds its squares to ss.
+fn load(xo: u32, i: u32, ss: ptr<function, f32>) -> vec4<f32> {
+  let v = x[xo + i];
+  if ((params.flags & NORM) != 0u) {
+    *ss += dot(v, v);
+    return v * norm[i];
+  }
+  return v;
+}
+
+// result is row r (of the block) from its reduced sum.
+fn result(r: u32, sum: f32, scale: f32) -> f32 {
+  var v = sum * scale;
+  if ((params.flags & BIAS) != 0u) {
+    v += bias[params.row0 + r];
+  }
+  return v;
+}
+
+// finish adds up the threads' partial sums of rows r0 … r0+ROWS-1 and stores the rows that exist.
+fn finish(lid: u32, r0: u32, acc: array<f32, ROWS>, ss: f32) {
+  for (var r = 0u; r < ROWS; r++) {
+    partial[r * WG + lid] = acc[r];
+  }
+  partial[ROWS * WG + lid] = ss;
+  workgroupBarrier();
+  for (var s = WG / 2u; s > 0u; s >>= 1u) {
+    if (lid < s) {
+      for (var r = 0u; r <= ROWS; r++) {
+        partial[r * WG + lid] += partial[r * WG + lid + s];
+      }
+    }
+    workgroupBarrier();
+  }
+  let row = r0 + lid;
+  if (lid < ROWS && row < params.rows) {
+    var scale = 1.0;
+    if ((params.flags & NORM) != 0u) {
+      scale = inverseSqrt(partial[ROWS * WG] / f32(params.cols) + params.eps);
+    }
+    let v = result(row, partial[lid * WG], scale);
+    let at = params.row0 + row;
+    switch (params.mode) {
+      case ADD: {
+        y[at] += v;
+      }
+      case GLU: {
+        if (lid % 2u == 0u) {
+          let up = result(row + 1u, partial[(lid + 1u) * WG], scale);
+          y[at / 2u] = v / (1.0 + exp(-v)) * up;
+        }
+      }
+      default: {
+        y[at] = v;
+      }
+    }
+  }
+  workgroupBarrier(); // the sums are read above before the next pass overwrites them
+}
+
+// dot8 is the dot product of the 8 nibbles of a q4 word, as u − 8, with columns xa, xb (nibble k is column k).
+fn dot8(q: u32, xa: vec4<f32>, xb: vec4<f32>) -> f32 {
+  let v = vec4<u32>(q);
+  let lo = vec4<f32>((v >> vec4<u32>(0u, 4u, 8u, 12u)) & vec4<u32>(15u)) - 8.0;
+  let hi = vec4<f32>((v >> vec4<u32>(16u, 20u, 24u, 28u)) & vec4<u32>(15u)) - 8.0;
+  return dot(lo, xa) + dot(hi, xb);
+}
+
+// q4: one 16-byte piece is a group of 32 columns, 8 per word, column 8i+k in bits 4k … 4k+3 of word i as u,
+// value (u − 8)·scale, with the group's f16 scale.
+@compute @workgroup_size(WG)
+fn matvec_q4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+             @builtin(local_invocation_index) lid: u32) {
+  let groups = params.cols / 32u;
+  let scale_words = (groups + 1u) / 2u;
+  let xo = (step.n - 1u) * (params.cols / 4u);
+  for (var r0 = wid.x * ROWS; r0 < params.rows; r0 += nwg.x * ROWS) {
+    var acc: array<f32, ROWS>;
+    var ss = 0.0;
+    for (var g = lid; g < groups; g += WG) {
+      var xs: array<vec4<f32>, 8>;
+      for (var i = 0u; i < 8u; i++) {
+        xs[i] = load(xo, 8u * g + i, &ss);
+      }
+      for (var r = 0u; r < ROWS; r++) {
+        let row = min(r0 + r, params.rows - 1u); // rows past the end compute a copy of the last row, never stored
+        let q = w[row * groups + g];
+        let s = unpack2x16float(scales[row * scale_words + g / 2u])[g % 2u];
+        acc[r] += (dot8(q.x, xs[0], xs[1]) + dot8(q.y, xs[2], xs[3]) + dot8(q.z, xs[4], xs[5]) + dot8(q.w, xs[6], xs[7])) * s;
+      }
+    }
+    finish(lid, r0, acc, ss);
+  }
+}
+
+// f32: one float32 per word (parity runs against the CPU reference).
+@compute @workgroup_size(WG)
+fn matvec_f32(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+              @builtin(local_invocation_index) lid: u32) {
+  let pieces = params.cols / 4u;
+  let xo = (step.n - 1u) * pieces;
+  for (var r0 = wid.x * ROWS; r0 < params.rows; r0 += nwg.x * ROWS) {
+    var acc: array<f32, ROWS>;
+    var ss = 0.0;
+    for (var i = lid; i < pieces; i += WG) {
+      let xi = load(xo, i, &ss);
+      for (var r = 0u; r < ROWS; r++) {
+        let row = min(r0 + r, params.rows - 1u);
+        acc[r] += dot(bitcast<vec4<f32>>(w[row * pieces + i]), xi);
+      }
+    }
+    finish(lid, r0, acc, ss);
+  }
+}

@@ -1,0 +1,101 @@
+package webgpu
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// BenchmarkMatvec times q4 matvec at the 8B model's shapes; bytes/s is the weight read bandwidth, the number
+// decoding speed follows.
+func BenchmarkMatvec(b *testing.B) {
+	d := testDevice(b)
+	rng := rand.New(rand.NewPCG(1, 2))
+	for _, s := range []struct{ rows, cols int }{{4096, 4096}, {10240, 4096}, {4096, 10240}} {
+		b.Run(fmt.Sprintf("q4_%dx%d", s.rows, s.cols), func(b *testing.B) {
+			q := quantizeQ4(randFloats(rng, s.rows*s.cols, 0.02), s.rows, s.cols)
+			m, err := d.matrix("w", q, d.Limits.MaxStorageBufferBindingSize)
+			require.NoError(b, err)
+			y, err := d.buffer("y", uint64(4*s.rows), storage)
+			require.NoError(b, err)
+			x, err := upload(d, "x", randFloats(rng, s.cols, 1))
+			require.NoError(b, err)
+			step, err := d.stepBuffer()
+			require.NoError(b, err)
+			require.NoError(b, d.setStep(step, 0, 1))
+			cs, err := d.linear("matvec", m, step, x, y, nil, fusion{})
+			require.NoError(b, err)
+			staging, err := d.readback("staging", 16)
+			require.NoError(b, err)
+			b.SetBytes(int64(4 * (len(q.Data) + len(q.Scales))))
+			b.ResetTimer()
+			for range b.N {
+				require.NoError(b, d.run(1, cs...))
+			}
+			_, err = d.read(y, staging, 0, 16) // waits for the submitted work
+			require.NoError(b, err)
+		})
+	}
+}
+
+// BenchmarkForward times the tiny q4 model on the engine: decoding (one token per call, the top-40 read
+// back as the chat samples it, or greedy with the whole logits read back) and prefill of a 128-token
+// prompt. It reports tokens per second, dispatches and submits per token, and weight bytes per second as
+// a ratio to the copy probe's bandwidth.
+func BenchmarkForward(b *testing.B) {
+	d := testDevice(b)
+	m := tinyModel(b)
+	gbps, err := d.CopyBandwidth(64 << 20)
+	require.NoError(b, err)
+	prompt := make([]int, 128)
+	for i := range prompt {
+		prompt[i] = (7 * i) % m.Config.VocabSize
+	}
+	report := func(b *testing.B, gpu *Engine, c Counts) {
+		b.ReportMetric(float64(c.Tokens)/b.Elapsed().Seconds(), "tok/s")
+		b.ReportMetric(c.DispatchesPerToken(), "dispatches/tok")
+		b.ReportMetric(c.SubmitsPerToken(), "submits/tok")
+		b.ReportMetric(float64(c.WeightBytes)/b.Elapsed().Seconds()/1e9/gbps, "of-copy-bw")
+	}
+	b.Run("decode_topk", func(b *testing.B) {
+		gpu, err := New(d, m.Config, q4Weights(m.Weights), 512)
+		require.NoError(b, err)
+		defer gpu.Close()
+		context := []int{1}
+		b.ResetTimer()
+		for i := range b.N {
+			ids, _, err := gpu.ForwardTopK([]int{context[len(context)-1]}, i%512, 40, 1.005, context)
+			require.NoError(b, err)
+			context = append(context, ids[0])
+			if len(context) == 512 {
+				context = context[:1]
+			}
+		}
+		report(b, gpu, gpu.Stats().Decode)
+	})
+	b.Run("decode_logits", func(b *testing.B) {
+		gpu, err := New(d, m.Config, q4Weights(m.Weights), 512)
+		require.NoError(b, err)
+		defer gpu.Close()
+		b.ResetTimer()
+		for i := range b.N {
+			_, err := gpu.Forward([]int{1}, i%512, false)
+			require.NoError(b, err)
+		}
+		report(b, gpu, gpu.Stats().Decode)
+	})
+	b.Run("prefill_128", func(b *testing.B) {
+		gpu, err := New(d, m.Config, q4Weights(m.Weights), 512)
+		require.NoError(b, err)
+		defer gpu.Close()
+		b.ResetTimer()
+		for range b.N {
+			_, err := gpu.Forward(prompt, 0, false)
+			require.NoError(b, err)
+		}
+		report(b, gpu, gpu.Stats().Prefill)
+	})
+	b.Logf("copy probe: %.2f GB/s (read + write) on %s", gbps, d.Adapter)
+}

@@ -1,0 +1,55 @@
+//go:build !js
+
+package webgpu
+
+import (
+	"fmt"
+
+	"github.com/oliverbestmann/webgpu/wgpu"
+)
+
+// primaryBackends is Vulkan, Metal and DX12 (wgpu.h's WGPUInstanceBackend bits, which the binding does not
+// name). Leaving out GL matters: with a broken Vulkan ICD wgpu would otherwise fall back to a GL adapter
+// without saying so.
+const primaryBackends wgpu.InstanceBackend = 1<<0 | 1<<2 | 1<<3
+
+// platform: wgpu-native needs no extra state.
+type platform struct{}
+
+func (d *Device) open() error {
+	inst := wgpu.CreateInstance(&wgpu.InstanceDescriptor{Backends: primaryBackends})
+	adapter, err := inst.RequestAdapter(&wgpu.RequestAdapterOptions{PowerPreference: wgpu.PowerPreferenceHighPerformance})
+	if err != nil {
+		return fmt.Errorf("%w: %v (no Vulkan, Metal or DX12 adapter; on Linux without a GPU, install "+
+			"mesa-vulkan-drivers and set VK_ICD_FILENAMES=/usr/share/vulkan/icd.d/lvp_icd.x86_64.json)", ErrNoAdapter, err)
+	}
+	info := adapter.GetInfo()
+	d.Adapter = fmt.Sprintf("%s (%s, %s)", info.Device, info.BackendType, info.AdapterType)
+	// The device's limits are at least those asked for (its GetLimits frees a Go pointer in this binding
+	// version, so it is not called).
+	d.Limits = requiredLimits(adapter.GetLimits())
+	// No DeviceLostCallback: the binding's callback trips cgo's pointer checks. Validation errors are
+	// caught instead by the error scope the binding wraps around each Try call.
+	dev, err := adapter.RequestDevice(&wgpu.DeviceDescriptor{Label: "ilmweb", RequiredLimits: &d.Limits})
+	if err != nil {
+		return fmt.Errorf("webgpu: request device on %s: %w", d.Adapter, err)
+	}
+	d.dev = dev
+	return nil
+}
+
+// scoped runs f. Natively the binding already wraps every Try call in a validation error scope and turns
+// what it catches (WGSL errors included) into the call's error.
+func (d *Device) scoped(f func() error) error { return f() }
+
+// allocate runs f, which creates a buffer. wgpu-native reports running out of memory as an uncaptured
+// error, which aborts in its default handler, and the binding can neither push an out-of-memory error
+// scope nor install another handler: natively the engine's memory plan (and its budget option) is the
+// only guard.
+func (d *Device) allocate(f func() error) error { return f() }
+
+// uncaptured reports errors raised outside any scope. Natively there is nothing to collect: the only call
+// the binding does not scope is Queue.Submit, and an error there aborts in wgpu-native's default handler
+// (the binding cannot install another). The engine keeps Submit clean: every command buffer is validated
+// by TryFinish, and no buffer is destroyed while in use.
+func (d *Device) uncaptured() error { return nil }

@@ -1,0 +1,66 @@
+package webgpu
+
+import (
+	"errors"
+	"os"
+	"sync"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+var shared struct {
+	once sync.Once
+	dev  *Device
+	err  error
+}
+
+// testDevice returns the device shared by the package's tests. Without an adapter the test is skipped,
+// unless REQUIRE_GPU=1 (CI, where the Makefile installs lavapipe), where it fails.
+func testDevice(t testing.TB) *Device {
+	t.Helper()
+	shared.once.Do(func() { shared.dev, shared.err = NewDevice() })
+	if shared.err != nil {
+		if errors.Is(shared.err, ErrNoAdapter) && os.Getenv("REQUIRE_GPU") != "1" {
+			t.Skipf("no WebGPU adapter (REQUIRE_GPU=1 makes this a failure): %v", shared.err)
+		}
+		t.Fatal(shared.err)
+	}
+	t.Logf("adapter: %s", shared.dev.Adapter)
+	return shared.dev
+}
+
+func TestDeviceLimits(t *testing.T) {
+	d := testDevice(t)
+	t.Logf("maxBufferSize %d, maxStorageBufferBindingSize %d", d.Limits.MaxBufferSize, d.Limits.MaxStorageBufferBindingSize)
+	require.GreaterOrEqual(t, d.Limits.MaxStorageBufferBindingSize, uint64(128<<20))
+	require.GreaterOrEqual(t, d.Limits.MaxBufferSize, d.Limits.MaxStorageBufferBindingSize)
+	// A buffer over WebGPU's default 256 MiB maxBufferSize proves the adapter's own limit was requested.
+	if d.Limits.MaxBufferSize > 300<<20 {
+		_, err := d.buffer("big", 300<<20, storage)
+		require.NoError(t, err)
+	}
+}
+
+func TestShaderErrorIsGoError(t *testing.T) {
+	d := testDevice(t)
+	_, err := d.compile("broken", "@compute @workgroup_size(1) fn main() { let x: u32 = 1.5; }")
+	require.Error(t, err)
+	t.Logf("compile error: %v", err)
+	require.Contains(t, err.Error(), "broken")
+
+	_, err = d.buffer("too big", d.Limits.MaxBufferSize+1, storage)
+	require.ErrorContains(t, err, "maxBufferSize")
+}
+
+func TestValidationErrorIsGoError(t *testing.T) {
+	d := testDevice(t)
+	k, err := d.kernel("copy", "copy_words")
+	require.NoError(t, err)
+	x, err := d.buffer("x", 64, storage)
+	require.NoError(t, err)
+	// Binding a storage buffer where the layout wants a uniform one is a validation error.
+	_, err = d.bind(k, x, x, x)
+	require.Error(t, err)
+	t.Logf("bind error: %v", err)
+}

@@ -1,0 +1,625 @@
+package webgpu
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+
+	"github.com/oliverbestmann/webgpu/wgpu"
+
+	"github.com/ilmweb/ilmweb/model"
+)
+
+// Engine decodes on the GPU. Weights, activations and the KV cache (f32) stay in GPU memory. A decoded
+// token is one submit of one compute pass of 6 dispatches per layer and 2 more; a prompt runs in passes of
+// up to Options.PrefillChunk tokens through tiled kernels. Only what the caller asks for is read back: the
+// logits of the last token (or of all), or with ForwardTopK just k (id, logit) pairs.
+type Engine struct {
+	dev       *Device
+	cfg       *model.Config
+	maxCtx    int
+	chunk     int // tokens per prefill pass
+	logitRows int // rows of logits: tokens per pass when Forward returns every token's logits
+	mem       Memory
+	stats     Stats
+	buffers   []*wgpu.Buffer // everything New allocated, for Close
+
+	step    *wgpu.Buffer // uniform Step {pos, n} of the pass
+	tokens  *wgpu.Buffer // [chunk] token ids of the pass
+	invFreq *wgpu.Buffer // [head_dim/2], rewritten per Forward call (dynamic NTK depends on its length)
+	logits  *wgpu.Buffer // [logitRows, vocab]
+	staging *wgpu.Buffer // [logitRows, vocab], mapped to read the logits
+	embed   *matrix
+	embeds  []dispatch // the embedding lookup, one per row block of the table
+	decode  []dispatch // the layers of a one-token pass
+	prefill []dispatch // the layers of a pass of several tokens
+	headVec []dispatch // final norm and lm_head for the pass's last token
+	headMat []dispatch // final norm and lm_head for every token of the pass
+
+	sampling    *sampling
+	bestStaging *wgpu.Buffer // [topkMax] (id, logit bits), mapped to read ForwardTopK's answer
+	penalized   penalized
+}
+
+var _ model.Decoder = (*Engine)(nil)
+
+// Options are New's settings beyond the model.
+type Options struct {
+	MaxContext   int    // positions the KV cache holds; 0 means 4096
+	PrefillChunk int    // tokens per prefill pass; 0 means 128
+	MemoryBudget uint64 // if not 0, the most bytes of GPU memory the engine may allocate
+}
+
+// Memory is the engine's plan of GPU memory, in bytes.
+type Memory struct {
+	Weights, KVCache, Scratch uint64
+}
+
+// Total is all the engine allocates.
+func (m Memory) Total() uint64 { return m.Weights + m.KVCache + m.Scratch }
+
+func (m Memory) String() string {
+	return fmt.Sprintf("%d bytes (weights %d, KV cache %d, scratch %d)", m.Total(), m.Weights, m.KVCache, m.Scratch)
+}
+
+// New uploads w and allocates a KV cache of maxCtx positions. Matrices go up as a converted model stores
+// them (Linear.Q: q4 or f32 so far) or, from an HF checkpoint, as f32.
+func New(d *Device, c *model.Config, w *model.Weights, maxCtx int) (*Engine, error) {
+	return NewWithOptions(d, c, w, Options{MaxContext: maxCtx})
+}
+
+// NewWithOptions is New with every setting. It plans the GPU memory first and fails, saying how many
+// bytes are needed and how many the device allows, when a buffer or binding would exceed the device's
+// limits or the whole exceeds o.MemoryBudget.
+func NewWithOptions(d *Device, c *model.Config, w *model.Weights, o Options) (*Engine, error) {
+	if o.MaxContext == 0 {
+		o.MaxContext = 4096
+	}
+	if o.PrefillChunk == 0 {
+		o.PrefillChunk = 128
+	}
+	if o.MaxContext < 0 || o.PrefillChunk < 0 {
+		return nil, fmt.Errorf("webgpu: context length %d and prefill chunk %d must be positive", o.MaxContext, o.PrefillChunk)
+	}
+	if len(w.Layers) != c.NumHiddenLayers {
+		return nil, fmt.Errorf("webgpu: %d layers of weights, config has %d", len(w.Layers), c.NumHiddenLayers)
+	}
+	if err := checkAttention(c.NumAttentionHeads, c.NumKeyValueHeads, c.HeadDim); err != nil {
+		return nil, fmt.Errorf("webgpu: %w", err)
+	}
+	e := &Engine{dev: d, cfg: c, maxCtx: o.MaxContext, chunk: min(o.PrefillChunk, o.MaxContext)}
+	// Every token's logits come back through logits [logitRows, vocab]: at most 16 MiB of them per pass.
+	e.logitRows = max(1, min(e.chunk, (16<<20)/(4*c.VocabSize)))
+	var err error
+	if e.mem, err = e.plan(w, o.MemoryBudget); err != nil {
+		return nil, err
+	}
+	b := &builder{d: d, e: e}
+	if err := b.build(w); err != nil {
+		e.Close()
+		if errors.Is(err, ErrOutOfMemory) {
+			return nil, fmt.Errorf("webgpu: the engine needs %v; allocating failed after %d bytes: %w", e.mem, b.allocated, err)
+		}
+		return nil, err
+	}
+	return e, nil
+}
+
+// Close releases the engine's GPU memory. The engine must not be used afterwards.
+func (e *Engine) Close() {
+	for _, b := range e.buffers {
+		b.Destroy()
+	}
+	e.buffers = nil
+}
+
+// Memory is the GPU memory the engine allocated.
+func (e *Engine) Memory() Memory { return e.mem }
+
+// scratch lists the working buffers' sizes in bytes, by name, as build allocates them.
+func (e *Engine) scratch() map[string]uint64 {
+	c := e.cfg
+	C, D, Q, KV, F, V := uint64(e.chunk), uint64(c.HiddenSize), uint64(c.QDim()), uint64(c.KVDim()), uint64(c.IntermediateSize), uint64(c.VocabSize)
+	return map[string]uint64{
+		"x":               4 * C * D,          // [chunk, D] residual stream
+		"qkv":             4 * C * (Q + 2*KV), // [chunk, Q+2KV] q, k, v projections
+		"att":             4 * C * Q,          // [chunk, Q] attention output
+		"gu":              4 * C * F,          // [chunk, F] silu(gate)·up
+		"scores":          4 * uint64(c.NumAttentionHeads*e.maxCtx),
+		"logits":          4 * uint64(e.logitRows) * V,
+		"logits staging":  4 * uint64(e.logitRows) * V,
+		"tokens":          4 * C,
+		"penalty ids":     4 * V,
+		"top-k":           8*uint64(topkSlices(c.VocabSize)*topkMax) + 2*8*topkMax,
+		"inv_freq, step…": 4*uint64(c.HeadDim/2) + 256,
+	}
+}
+
+// plan sizes the weights, KV cache and scratch, and checks them against the device's limits and budget.
+func (e *Engine) plan(w *model.Weights, budget uint64) (Memory, error) {
+	c, lim := e.cfg, e.dev.Limits
+	var m Memory
+	linear := func(l model.Linear) uint64 {
+		n := uint64(4 * len(l.Bias))
+		if l.Q != nil {
+			return n + uint64(4*(len(l.Q.Data)+len(l.Q.Scales)))
+		}
+		return n + uint64(4*l.Out*l.In)
+	}
+	m.Weights = linear(w.Embed) + linear(w.LMHead) + uint64(4*len(w.Norm))
+	for _, l := range w.Layers {
+		m.Weights += linear(l.Q) + linear(l.K) + linear(l.V) + linear(l.O) + linear(l.Gate) + linear(l.Up) + linear(l.Down) +
+			uint64(4*(len(l.InputNorm)+len(l.PostNorm)))
+	}
+	kv := uint64(4 * e.maxCtx * c.KVDim()) // one layer's keys (or values)
+	m.KVCache = 2 * uint64(c.NumHiddenLayers) * kv
+	check := func(what string, bytes uint64) error {
+		if limit := min(lim.MaxStorageBufferBindingSize, lim.MaxBufferSize); bytes > limit {
+			return fmt.Errorf("webgpu: %s needs a %d-byte buffer; the device allows %d (maxStorageBufferBindingSize %d, maxBufferSize %d)",
+				what, bytes, limit, lim.MaxStorageBufferBindingSize, lim.MaxBufferSize)
+		}
+		return nil
+	}
+	if err := check(fmt.Sprintf("a KV cache of %d positions", e.maxCtx), kv); err != nil {
+		return m, err
+	}
+	for name, bytes := range e.scratch() {
+		m.Scratch += bytes
+		if err := check(fmt.Sprintf("scratch %q (context %d, prefill chunk %d)", name, e.maxCtx, e.chunk), bytes); err != nil {
+			return m, err
+		}
+	}
+	if budget != 0 && m.Total() > budget {
+		return m, fmt.Errorf("%w: the engine needs %v, the budget is %d bytes", ErrOutOfMemory, m, budget)
+	}
+	return m, nil
+}
+
+// builder allocates the engine's buffers and records its passes, keeping the first error.
+type builder struct {
+	d         *Device
+	e         *Engine
+	err       error
+	allocated uint64
+}
+
+func (b *builder) keep(buf *wgpu.Buffer, err error) *wgpu.Buffer {
+	if b.err == nil {
+		b.err = err
+	}
+	if buf != nil {
+		b.e.buffers = append(b.e.buffers, buf)
+		b.allocated += buf.GetSize()
+	}
+	return buf
+}
+
+// buf allocates a zeroed storage buffer of n floats.
+func (b *builder) buf(label string, n int) *wgpu.Buffer {
+	if b.err != nil {
+		return nil
+	}
+	return b.keep(b.d.buffer(label, uint64(4*n), storage))
+}
+
+// vec uploads a named vector of n floats.
+func (b *builder) vec(name string, v []float32, n int) *wgpu.Buffer {
+	if b.err != nil {
+		return nil
+	}
+	if len(v) != n {
+		b.err = fmt.Errorf("webgpu: %s has %d values, want %d", name, len(v), n)
+		return nil
+	}
+	return b.keep(upload(b.d, name, v))
+}
+
+// into returns functions that append a constructor's dispatches to pass, keeping the first error.
+func (b *builder) into(pass *[]dispatch) (func([]dispatch, error), func(dispatch, error)) {
+	ops := func(ds []dispatch, err error) {
+		if b.err == nil {
+			*pass, b.err = append(*pass, ds...), err
+		}
+	}
+	return ops, func(c dispatch, err error) { ops([]dispatch{c}, err) }
+}
+
+// matrix uploads q (named name) and keeps its buffers.
+func (b *builder) matrix(name string, q *model.QuantMatrix) *matrix {
+	if b.err != nil {
+		return nil
+	}
+	m, err := b.d.matrix(name, q, b.d.Limits.MaxStorageBufferBindingSize)
+	if m != nil {
+		for _, bl := range m.blocks {
+			b.keep(bl.data, nil)
+			if bl.scales != nil {
+				b.keep(bl.scales, nil)
+			}
+		}
+	}
+	b.err = err
+	return m
+}
+
+// build allocates the buffers and records the decode and prefill passes.
+func (b *builder) build(w *model.Weights) error {
+	e, d, c := b.e, b.d, b.e.cfg
+	D, Q, KV, F, V := c.HiddenSize, c.QDim(), c.KVDim(), c.IntermediateSize, c.VocabSize
+	H, KVH, HD, eps := c.NumAttentionHeads, c.NumKeyValueHeads, c.HeadDim, c.RMSNormEps
+	s := e.scratch()
+	scratch := func(name string) *wgpu.Buffer { return b.buf(name, int(s[name]/4)) }
+	e.step = b.keep(d.stepBuffer())
+	e.tokens = scratch("tokens")
+	e.invFreq = b.buf("inv_freq", HD/2)
+	x := scratch("x")           // [C, D] residual stream
+	qkv := scratch("qkv")       // [C, Q+2KV]
+	att := scratch("att")       // [C, Q]
+	gu := scratch("gu")         // [C, F]
+	scores := scratch("scores") // [H, maxCtx]
+	e.logits = scratch("logits")
+	e.staging = b.keep(d.readback("logits staging", s["logits staging"]))
+	e.bestStaging = b.keep(d.readback("top-k staging", 8*topkMax))
+	if b.err != nil {
+		return b.err
+	}
+	sm, err := d.newSampling(e.logits, V)
+	if err != nil {
+		return err
+	}
+	e.sampling = sm
+	b.keep(sm.params, nil)
+	b.keep(sm.ids, nil)
+	b.keep(sm.cands, nil)
+	b.keep(sm.best, nil)
+
+	e.embed = b.matrix("model.embed_tokens.weight", b.quant("model.embed_tokens.weight", w.Embed, V, D))
+	if b.err != nil {
+		return b.err
+	}
+	e.embeds, b.err = d.embedding(e.embed, e.step, e.tokens, x)
+	for i, l := range w.Layers {
+		p := fmt.Sprintf("model.layers.%d.", i)
+		kc := b.buf(p+"k_cache", e.maxCtx*KV) // [maxCtx, KV]
+		vc := b.buf(p+"v_cache", e.maxCtx*KV)
+		inNorm := b.vec(p+"input_layernorm.weight", l.InputNorm, D)
+		postNorm := b.vec(p+"post_attention_layernorm.weight", l.PostNorm, D)
+		// The matrices of a layer, fused where they read the same input: q, k and v one above the other;
+		// gate and up interleaved row by row, so that a (gate, up) pair sits in one workgroup's rows.
+		qkvW, qkvB := b.stack(p+"self_attn.{q,k,v}_proj", false,
+			named{p + "self_attn.q_proj", l.Q, Q, D}, named{p + "self_attn.k_proj", l.K, KV, D}, named{p + "self_attn.v_proj", l.V, KV, D})
+		oW, oB := b.stack(p+"self_attn.o_proj", false, named{p + "self_attn.o_proj", l.O, D, Q})
+		guW, guB := b.stack(p+"mlp.{gate,up}_proj", true, named{p + "mlp.gate_proj", l.Gate, F, D}, named{p + "mlp.up_proj", l.Up, F, D})
+		downW, downB := b.stack(p+"mlp.down_proj", false, named{p + "mlp.down_proj", l.Down, D, F})
+		if b.err != nil {
+			return b.err
+		}
+		for _, pass := range []struct {
+			ds     *[]dispatch
+			family string
+		}{{&e.decode, "matvec"}, {&e.prefill, "matmul"}} {
+			ops, op := b.into(pass.ds)
+			// attention rmsnorm, then the q, k and v projections into the qkv rows
+			ops(d.linear(pass.family, qkvW, e.step, x, qkv, qkvB, fusion{norm: inNorm, eps: eps}))
+			// rotary position embedding on q and k; k and v into the cache
+			op(d.rope(e.step, e.invFreq, qkv, kc, vc, H, KVH, HD))
+			// causal grouped-query attention over the cache
+			if pass.family == "matvec" {
+				op(d.attention(e.step, qkv, kc, vc, scores, att, H, KVH, HD, Q+2*KV, e.maxCtx))
+			} else {
+				op(d.attentionPrefill(e.step, qkv, kc, vc, att, H, KVH, HD, Q+2*KV))
+			}
+			// output projection and residual connection
+			ops(d.linear(pass.family, oW, e.step, att, x, oB, fusion{mode: add}))
+			// ffn rmsnorm, then SwiGLU: silu(gate(h)) * up(h)
+			ops(d.linear(pass.family, guW, e.step, x, gu, guB, fusion{norm: postNorm, eps: eps, mode: glu}))
+			// down projection and residual connection
+			ops(d.linear(pass.family, downW, e.step, gu, x, downB, fusion{mode: add}))
+		}
+		if b.err != nil {
+			return b.err
+		}
+	}
+	// final norm and lm_head
+	norm := b.vec("model.norm.weight", w.Norm, D)
+	head, headB := b.stack("lm_head", false, named{"lm_head", w.LMHead, V, D})
+	if b.err != nil {
+		return b.err
+	}
+	ops, _ := b.into(&e.headVec)
+	ops(d.linear("matvec", head, e.step, x, e.logits, headB, fusion{norm: norm, eps: eps}))
+	ops, _ = b.into(&e.headMat)
+	ops(d.linear("matmul", head, e.step, x, e.logits, headB, fusion{norm: norm, eps: eps}))
+	return b.err
+}
+
+// named is a tensor of the model with its expected shape.
+type named struct {
+	name       string
+	l          model.Linear
+	rows, cols int
+}
+
+// quant returns l as a matrix the GPU reads: its converted form, or its f32 weights.
+func (b *builder) quant(name string, l model.Linear, rows, cols int) *model.QuantMatrix {
+	if b.err != nil {
+		return nil
+	}
+	q := l.Q
+	switch {
+	case q == nil && l.W == nil:
+		b.err = fmt.Errorf("webgpu: missing tensor %s.weight", name)
+		return nil
+	case q == nil:
+		q = f32Matrix(l)
+	}
+	if q.Rows != rows || q.Cols != cols {
+		b.err = fmt.Errorf("webgpu: tensor %s.weight: shape [%d, %d], want [%d, %d]", name, q.Rows, q.Cols, rows, cols)
+		return nil
+	}
+	return q
+}
+
+// stack uploads the tensors ts as one matrix, their rows one tensor after the other, or interleaved row
+// by row (all of one shape), with their biases likewise (nil when none has one).
+func (b *builder) stack(name string, interleave bool, ts ...named) (*matrix, *wgpu.Buffer) {
+	qs := make([]*model.QuantMatrix, len(ts))
+	var bias []float32
+	hasBias := false
+	for i, t := range ts {
+		qs[i] = b.quant(t.name, t.l, t.rows, t.cols)
+		if b.err != nil {
+			return nil, nil
+		}
+		if t.l.Bias != nil {
+			hasBias = true
+			if len(t.l.Bias) != t.rows {
+				b.err = fmt.Errorf("webgpu: %s.bias has %d values, want %d", t.name, len(t.l.Bias), t.rows)
+				return nil, nil
+			}
+		}
+		if qs[i].DType != qs[0].DType || qs[i].Group != qs[0].Group {
+			b.err = fmt.Errorf("webgpu: %s.weight is %s (group %d) but %s.weight is %s (group %d): the GPU engine reads them as one matrix",
+				t.name, qs[i].DType, qs[i].Group, ts[0].name, qs[0].DType, qs[0].Group)
+			return nil, nil
+		}
+	}
+	q := qs[0]
+	if len(qs) > 1 {
+		q = &model.QuantMatrix{DType: q.DType, Cols: q.Cols, Group: q.Group}
+		rw, sw := q.RowWords(), q.ScaleWords()
+		for i, t := range ts {
+			q.Rows += t.rows
+			if hasBias && t.l.Bias == nil {
+				ts[i].l.Bias = make([]float32, t.rows)
+			}
+		}
+		if interleave {
+			q.Data, q.Scales = make([]uint32, 0, q.Rows*rw), make([]uint32, 0, q.Rows*sw)
+			for r := 0; r < ts[0].rows; r++ {
+				for i := range ts {
+					q.Data = append(q.Data, qs[i].Data[r*rw:(r+1)*rw]...)
+					q.Scales = append(q.Scales, qs[i].Scales[r*sw:(r+1)*sw]...)
+					if hasBias {
+						bias = append(bias, ts[i].l.Bias[r])
+					}
+				}
+			}
+		} else {
+			for i := range ts {
+				q.Data = append(q.Data, qs[i].Data...)
+				q.Scales = append(q.Scales, qs[i].Scales...)
+				if hasBias {
+					bias = append(bias, ts[i].l.Bias...)
+				}
+			}
+		}
+	} else if hasBias {
+		bias = ts[0].l.Bias
+	}
+	m := b.matrix(name+".weight", q)
+	var bb *wgpu.Buffer
+	if hasBias {
+		bb = b.vec(name+".bias", bias, q.Rows)
+	}
+	return m, bb
+}
+
+// f32Matrix is l's weights as a matrix of dtype f32.
+func f32Matrix(l model.Linear) *model.QuantMatrix {
+	q := &model.QuantMatrix{DType: model.DTypeF32, Rows: l.Out, Cols: l.In, Data: make([]uint32, len(l.W))}
+	for i, v := range l.W {
+		q.Data[i] = math.Float32bits(v)
+	}
+	return q
+}
+
+// MaxContext is the number of positions the KV cache holds.
+func (e *Engine) MaxContext() int { return e.maxCtx }
+
+// Forward runs tokens at positions pos, pos+1, … (overwriting the cache from pos on) and returns the
+// logits of every token when all is set, else of the last one only. One token is one pass; more run in
+// passes of up to the prefill chunk (or fewer, when all logits come back), one submit each.
+func (e *Engine) Forward(tokens []int, pos int, all bool) ([][]float32, error) {
+	return e.forward(tokens, pos, all, nil)
+}
+
+// topkRequest is ForwardTopK's work after the forward pass.
+type topkRequest struct {
+	k       int
+	m       int // distinct ids to penalise
+	penalty float32
+}
+
+// ForwardTopK runs tokens like Forward, then, on the GPU, applies Hugging Face's repetition penalty to the
+// last token's logits for every distinct id in context (a positive logit is divided by penalty, another
+// multiplied; penalty 1, or ≤ 0 as model.Sampler reads it, applies none), and returns the k largest of them
+// (1 ≤ k ≤ 64), largest first, equal logits in id order: only those k (id, logit) pairs are read back.
+// k = 1 is greedy argmax.
+func (e *Engine) ForwardTopK(tokens []int, pos int, k int, penalty float32, context []int) (ids []int, logits []float32, err error) {
+	if k < 1 || k > min(topkMax, e.cfg.VocabSize) {
+		return nil, nil, fmt.Errorf("forward: top-k of %d logits: k must be 1 … %d", k, min(topkMax, e.cfg.VocabSize))
+	}
+	req := &topkRequest{k: k, penalty: penalty}
+	if penalty > 0 && penalty != 1 {
+		if req.m, err = e.penalized.upload(e.dev, e.sampling.ids, context, e.cfg.VocabSize); err != nil {
+			return nil, nil, fmt.Errorf("forward: penalty ids: %w", err)
+		}
+	}
+	if err := e.sampling.set(e.dev, k, req.m, penalty); err != nil {
+		return nil, nil, fmt.Errorf("forward: %w", err)
+	}
+	if _, err := e.forward(tokens, pos, false, req); err != nil {
+		return nil, nil, err
+	}
+	raw, err := e.dev.mapRead(e.bestStaging, uint64(8*k))
+	if err != nil {
+		return nil, nil, fmt.Errorf("forward: top-k: %w", err)
+	}
+	e.count(len(tokens)).ReadbackBytes += uint64(8 * k)
+	pairs := words(raw)
+	for i := 0; i < k; i++ {
+		ids = append(ids, int(pairs[2*i]))
+		logits = append(logits, math.Float32frombits(pairs[2*i+1]))
+	}
+	return ids, logits, nil
+}
+
+// forward runs the passes of Forward and, with req, records the penalty and top-k after the last one.
+func (e *Engine) forward(tokens []int, pos int, all bool, req *topkRequest) ([][]float32, error) {
+	T, V := len(tokens), e.cfg.VocabSize
+	if T == 0 {
+		return nil, fmt.Errorf("forward: no tokens")
+	}
+	if pos < 0 || pos+T > e.maxCtx {
+		return nil, fmt.Errorf("forward: positions %d..%d exceed the context length %d", pos, pos+T-1, e.maxCtx)
+	}
+	ids := make([]uint32, T)
+	for i, t := range tokens {
+		if t < 0 || t >= V {
+			return nil, fmt.Errorf("forward: token id %d outside vocab of %d", t, V)
+		}
+		ids[i] = uint32(t)
+	}
+	// Dynamic NTK RoPE scales by the length of the call, the same for all its tokens and passes (as
+	// model.CPU does).
+	if err := write(e.dev, e.invFreq, 0, model.RopeInvFreq(e.cfg, pos+T)); err != nil {
+		return nil, fmt.Errorf("forward: %w", err)
+	}
+	cnt := e.count(T)
+	cnt.Calls++
+	cnt.Tokens += T
+	chunk := e.chunk
+	if all {
+		chunk = e.logitRows
+	}
+	var out [][]float32
+	for lo := 0; lo < T; lo += chunk {
+		n := min(chunk, T-lo)
+		last := lo+n == T
+		if err := write(e.dev, e.tokens, 0, ids[lo:lo+n]); err != nil {
+			return nil, fmt.Errorf("forward: %w", err)
+		}
+		if err := e.dev.setStep(e.step, pos+lo, n); err != nil {
+			return nil, fmt.Errorf("forward: %w", err)
+		}
+		// the pass: embedding, layers, and the head where logits are wanted
+		var pass []dispatch
+		if n == 1 {
+			pass = append(pass, e.embeds[e.embed.blockOf(tokens[lo])])
+			pass = append(pass, e.decode...)
+		} else {
+			pass = append(pass, e.embeds...)
+			pass = append(pass, e.prefill...)
+		}
+		rows := 0 // logits rows to read back
+		switch {
+		case all && n > 1:
+			pass, rows = append(pass, e.headMat...), n
+		case all || last:
+			pass, rows = append(pass, e.headVec...), 1
+		}
+		if last && req != nil {
+			if req.m > 0 {
+				pass = append(pass, e.sampling.penalty)
+			}
+			pass = append(pass, e.sampling.topk...)
+			rows = 0
+		}
+		var t tally
+		err := e.dev.submit(func(enc *wgpu.CommandEncoder) error {
+			if err := encode(enc, n, &t, pass...); err != nil {
+				return err
+			}
+			if rows > 0 {
+				return enc.TryCopyBufferToBuffer(e.logits, 0, e.staging, 0, uint64(4*rows*V))
+			}
+			if last && req != nil {
+				return enc.TryCopyBufferToBuffer(e.sampling.best, 0, e.bestStaging, 0, uint64(8*req.k))
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("forward: positions %d..%d: %w", pos+lo, pos+lo+n-1, err)
+		}
+		cnt.Submits++
+		cnt.Dispatches += t.dispatches
+		cnt.WeightBytes += t.weightBytes
+		if rows > 0 {
+			raw, err := e.dev.mapRead(e.staging, uint64(4*rows*V))
+			if err != nil {
+				return nil, fmt.Errorf("forward: logits of positions %d..%d: %w", pos+lo, pos+lo+n-1, err)
+			}
+			cnt.ReadbackBytes += uint64(len(raw))
+			f := floats(raw)
+			for r := range rows {
+				out = append(out, f[r*V:(r+1)*V:(r+1)*V])
+			}
+		}
+	}
+	return out, nil
+}
+
+// penalized keeps the ids buffer of the repetition penalty in step with the context ForwardTopK gets,
+// which usually grows by a token per call: only the ids new to it are uploaded.
+type penalized struct {
+	context []int    // the context whose distinct ids are in the buffer
+	seen    []uint32 // seen[id] == gen: id is in the buffer
+	gen     uint32
+	n       int // ids in the buffer
+}
+
+// reset empties the buffer.
+func (p *penalized) reset() {
+	p.context, p.n = p.context[:0], 0
+	if p.gen++; p.gen == 0 { // wrapped around: forget every mark
+		clear(p.seen)
+		p.gen = 1
+	}
+}
+
+// upload brings the buffer ids [vocab] up to date with context and returns how many ids it holds.
+func (p *penalized) upload(d *Device, ids *wgpu.Buffer, context []int, vocab int) (int, error) {
+	if len(p.seen) != vocab {
+		p.seen = make([]uint32, vocab)
+		p.reset()
+	}
+	if len(context) < len(p.context) || !slices.Equal(context[:len(p.context)], p.context) {
+		p.reset()
+	}
+	var fresh []uint32
+	for _, id := range context[len(p.context):] {
+		if id >= 0 && id < vocab && p.seen[id] != p.gen {
+			p.seen[id] = p.gen
+			fresh = append(fresh, uint32(id))
+		}
+	}
+	if err := write(d, ids, uint64(4*p.n), fresh); err != nil {
+		p.reset()
+		return 0, err
+	}
+	p.n += len(fresh)
+	p.context = append(p.context, context[len(p.context):]...)
+	return p.n, nil
+}

@@ -1,0 +1,338 @@
+package webgpu
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/ilmweb/ilmweb/model"
+	"github.com/ilmweb/ilmweb/synth"
+)
+
+var tiny struct {
+	once sync.Once
+	dir  string
+	err  error
+}
+
+// tinyModel loads the synthetic tiny checkpoint (seed 1) that testdata/golden/tiny describes.
+func tinyModel(t testing.TB) *model.Model {
+	t.Helper()
+	tiny.once.Do(func() {
+		dir, err := os.MkdirTemp("", "tiny-hf-")
+		if err != nil {
+			tiny.err = err
+			return
+		}
+		tiny.dir = filepath.Join(dir, "tiny")
+		tiny.err = synth.Write(synth.Presets["tiny"], tiny.dir, 1)
+	})
+	require.NoError(t, tiny.err)
+	m, err := model.Load(tiny.dir)
+	require.NoError(t, err)
+	return m
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if tiny.dir != "" {
+		os.RemoveAll(filepath.Dir(tiny.dir))
+	}
+	os.Exit(code)
+}
+
+// q4Weights returns w with every matrix quantized to q4, as a converted model holds it: Linear.Q for the
+// GPU, and Linear.W its dequantized values for the CPU reference, so both backends run the same model.
+func q4Weights(w *model.Weights) *model.Weights {
+	quant := func(l model.Linear) model.Linear {
+		q := quantizeQ4(l.W, l.Out, l.In)
+		d := dequantize(q)
+		d.Bias, d.Q = l.Bias, q
+		return d
+	}
+	out := &model.Weights{Embed: quant(w.Embed), Norm: w.Norm, LMHead: quant(w.LMHead)}
+	for _, l := range w.Layers {
+		out.Layers = append(out.Layers, model.Layer{
+			InputNorm: l.InputNorm, Q: quant(l.Q), K: quant(l.K), V: quant(l.V), O: quant(l.O),
+			PostNorm: l.PostNorm, Gate: quant(l.Gate), Up: quant(l.Up), Down: quant(l.Down),
+		})
+	}
+	return out
+}
+
+func logSoftmax(x []float32) []float64 {
+	m := math.Inf(-1)
+	for _, v := range x {
+		m = math.Max(m, float64(v))
+	}
+	var s float64
+	for _, v := range x {
+		s += math.Exp(float64(v) - m)
+	}
+	out := make([]float64, len(x))
+	lse := m + math.Log(s)
+	for i, v := range x {
+		out[i] = float64(v) - lse
+	}
+	return out
+}
+
+// logprobDiff is max |log_softmax(got) − log_softmax(want)| over a row.
+func logprobDiff(got, want []float32) float64 {
+	var d float64
+	w := logSoftmax(want)
+	for i, v := range logSoftmax(got) {
+		d = math.Max(d, math.Abs(v-w[i]))
+	}
+	return d
+}
+
+func argmax(x []float32) int {
+	best := 0
+	for i, v := range x {
+		if v > x[best] {
+			best = i
+		}
+	}
+	return best
+}
+
+// randomModel is an in-memory decoder (so the test also runs where there is no file system, as in a
+// browser) with awkward shapes: query width unlike the hidden size, one KV head per three query heads, an
+// odd vocabulary (unless vocab says otherwise), biases on q, k, v and o, and max_position_embeddings low
+// enough for dynamic NTK RoPE.
+func randomModel(seed uint64, vocab int) (*model.Config, *model.Weights) {
+	c := &model.Config{
+		HiddenSize: 160, IntermediateSize: 416, NumHiddenLayers: 2, NumAttentionHeads: 6, NumKeyValueHeads: 2,
+		HeadDim: 16, VocabSize: vocab, MaxPositionEmbeddings: 64, RopeTheta: 10000,
+		RopeScaling: &model.RopeScaling{Factor: 6, RopeType: "dynamic"}, RMSNormEps: 1e-5, Bias: true, QKVBias: true,
+	}
+	rng := rand.New(rand.NewPCG(seed, 0))
+	D, Q, KV, F, V := c.HiddenSize, c.QDim(), c.KVDim(), c.IntermediateSize, c.VocabSize
+	// Linear layers keep the activations' scale; lm_head's gain 2 gives the next token clear winners.
+	lin := func(out, in int, gain float32, bias bool) model.Linear {
+		l := model.Linear{Out: out, In: in, W: randFloats(rng, out*in, gain*float32(math.Sqrt(3/float64(in))))}
+		if bias {
+			l.Bias = randFloats(rng, out, 0.1)
+		}
+		return l
+	}
+	norm := func() []float32 {
+		v := randFloats(rng, D, 0.2)
+		for i := range v {
+			v[i]++
+		}
+		return v
+	}
+	w := &model.Weights{Embed: model.Linear{Out: V, In: D, W: randFloats(rng, V*D, 1.7)}}
+	for range c.NumHiddenLayers {
+		w.Layers = append(w.Layers, model.Layer{
+			InputNorm: norm(), Q: lin(Q, D, 1, true), K: lin(KV, D, 1, true), V: lin(KV, D, 1, true), O: lin(D, Q, 1, true),
+			PostNorm: norm(), Gate: lin(F, D, 1, false), Up: lin(F, D, 1, false), Down: lin(D, F, 1, false),
+		})
+	}
+	w.Norm, w.LMHead = norm(), lin(V, D, 2, false)
+	return c, w
+}
+
+// The GPU engine against model.CPU on the same weights (f32, and q4 dequantized for the CPU), on the random
+// model and on the synthetic tiny checkpoint: a prompt prefilled in two calls, then 64 greedy steps that
+// cross max_position_embeddings (dynamic NTK RoPE). Every position's log-probs must agree within 2e-3.
+func TestEngineMatchesCPU(t *testing.T) {
+	d := testDevice(t)
+	for _, src := range []struct {
+		name string
+		load func(t *testing.T) (*model.Config, *model.Weights)
+	}{
+		{"random", func(*testing.T) (*model.Config, *model.Weights) { return randomModel(1, 999) }},
+		{"tiny", func(t *testing.T) (*model.Config, *model.Weights) { m := tinyModel(t); return m.Config, m.Weights }},
+	} {
+		t.Run(src.name, func(t *testing.T) {
+			cfg, weights := src.load(t)
+			t.Run("f32", func(t *testing.T) { decodeAgainstCPU(t, d, cfg, weights) })
+			t.Run("q4", func(t *testing.T) { decodeAgainstCPU(t, d, cfg, q4Weights(weights)) })
+		})
+	}
+}
+
+// decodeAgainstCPU runs w on the GPU (its Linear.Q where set) and on the CPU (Linear.W).
+func decodeAgainstCPU(t *testing.T, d *Device, cfg *model.Config, w *model.Weights) {
+	const steps = 64
+	prompt := make([]int, cfg.MaxPositionEmbeddings-steps/2)
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := range prompt {
+		prompt[i] = rng.IntN(cfg.VocabSize)
+	}
+	maxCtx := len(prompt) + steps
+	gpu, err := New(d, cfg, w, maxCtx)
+	require.NoError(t, err)
+	cpu := model.NewCPU(cfg, w, maxCtx)
+	var worst float64
+	compare := func(what string, pos int, got, want [][]float32) {
+		require.Len(t, got, len(want))
+		for i := range want {
+			diff := logprobDiff(got[i], want[i])
+			require.LessOrEqualf(t, diff, 2e-3, "%s: position %d: max |Δ log-prob|", what, pos+i)
+			worst = math.Max(worst, diff)
+		}
+	}
+	// prefill: all logits of a first chunk, then only the last of the rest
+	half := len(prompt) / 2
+	for _, c := range []struct {
+		lo, hi int
+		all    bool
+	}{{0, half, true}, {half, len(prompt), false}} {
+		got, err := gpu.Forward(prompt[c.lo:c.hi], c.lo, c.all)
+		require.NoError(t, err)
+		want, err := cpu.Forward(prompt[c.lo:c.hi], c.lo, c.all)
+		require.NoError(t, err)
+		compare("prefill", c.lo, got, want)
+	}
+	// greedy decoding, from the last prompt token run again
+	got, err := gpu.Forward(prompt[len(prompt)-1:], len(prompt)-1, false)
+	require.NoError(t, err)
+	want, err := cpu.Forward(prompt[len(prompt)-1:], len(prompt)-1, false)
+	require.NoError(t, err)
+	for pos := len(prompt); pos < maxCtx; pos++ {
+		tok := argmax(want[0])
+		require.Equal(t, tok, argmax(got[0]), "greedy token at position %d", pos)
+		got, err = gpu.Forward([]int{tok}, pos, false)
+		require.NoError(t, err)
+		want, err = cpu.Forward([]int{tok}, pos, false)
+		require.NoError(t, err)
+		compare("decode", pos, got, want)
+	}
+	t.Logf("%d positions, %d identical greedy tokens, max |Δ log-prob| %.2e", maxCtx, steps, worst)
+}
+
+// golden is testdata/golden/tiny/golden.json, from an independent PyTorch implementation (tools/golden_logits.py).
+type golden struct {
+	VocabSize int `json:"vocab_size"`
+	Sequence  struct {
+		IDs []int `json:"ids"`
+	} `json:"sequence"`
+	Greedy struct {
+		PromptIDs []int `json:"prompt_ids"`
+		Tokens    []int `json:"tokens"`
+	} `json:"greedy"`
+}
+
+func loadGolden(t *testing.T) (g golden, seqLogprobs, greedyLogprobs [][]float32) {
+	dir := filepath.Join("..", "testdata", "golden", "tiny")
+	data, err := os.ReadFile(filepath.Join(dir, "golden.json"))
+	require.NoError(t, err)
+	require.NoError(t, json.Unmarshal(data, &g))
+	read := func(name string) [][]float32 {
+		raw, err := os.ReadFile(filepath.Join(dir, name))
+		require.NoError(t, err)
+		rows := make([][]float32, len(raw)/(4*g.VocabSize))
+		for i := range rows {
+			rows[i] = make([]float32, g.VocabSize)
+			for j := range rows[i] {
+				rows[i][j] = math.Float32frombits(binary.LittleEndian.Uint32(raw[4*(i*g.VocabSize+j):]))
+			}
+		}
+		return rows
+	}
+	return g, read("sequence_logprobs.f32"), read("greedy_logprobs.f32")
+}
+
+// maxGoldenDiff is max |log_softmax(logits) − want| over a row of golden log-probs.
+func maxGoldenDiff(logits, want []float32) float64 {
+	var d float64
+	for i, v := range logSoftmax(logits) {
+		d = math.Max(d, math.Abs(v-float64(want[i])))
+	}
+	return d
+}
+
+// The engine with f32 weights against the independent reference's log-probs, through model.Session as
+// the chat uses it.
+func TestEngineMatchesGolden(t *testing.T) {
+	d := testDevice(t)
+	m := tinyModel(t)
+	g, seq, greedy := loadGolden(t)
+	gpu, err := New(d, m.Config, m.Weights, 512)
+	require.NoError(t, err)
+
+	logits, err := gpu.Forward(g.Sequence.IDs, 0, true)
+	require.NoError(t, err)
+	var worst float64
+	for pos := range g.Sequence.IDs {
+		diff := maxGoldenDiff(logits[pos], seq[pos])
+		require.LessOrEqual(t, diff, 2e-3, "sequence position %d", pos)
+		worst = math.Max(worst, diff)
+	}
+	t.Logf("sequence: %d positions, max |Δ log-prob| %.2e", len(g.Sequence.IDs), worst)
+
+	rec := &recorder{Decoder: gpu}
+	res, err := model.NewSession(rec, m.Config).Generate(context.Background(), g.Greedy.PromptIDs,
+		model.GenerateOptions{MaxTokens: len(g.Greedy.Tokens), Sampling: model.Greedy()}, func(int) error { return nil })
+	require.NoError(t, err)
+	require.Equal(t, g.Greedy.Tokens, res.Tokens)
+	worst = 0
+	for step := range greedy {
+		diff := maxGoldenDiff(rec.logits[step], greedy[step])
+		require.LessOrEqual(t, diff, 2e-3, "greedy step %d", step)
+		worst = math.Max(worst, diff)
+	}
+	t.Logf("greedy: %d identical tokens, max |Δ log-prob| %.2e", len(res.Tokens), worst)
+}
+
+type recorder struct {
+	model.Decoder
+	logits [][]float32
+}
+
+func (r *recorder) Forward(tokens []int, pos int, all bool) ([][]float32, error) {
+	out, err := r.Decoder.Forward(tokens, pos, all)
+	if err == nil {
+		r.logits = append(r.logits, append([]float32(nil), out[len(out)-1]...))
+	}
+	return out, err
+}
+
+func TestEngineRejectsBadInput(t *testing.T) {
+	d := testDevice(t)
+	cfg, weights := randomModel(2, 999)
+	gpu, err := New(d, cfg, weights, 8)
+	require.NoError(t, err)
+	require.Equal(t, 8, gpu.MaxContext())
+	_, err = gpu.Forward([]int{1, 2, 3}, 6, false)
+	require.ErrorContains(t, err, "context length 8")
+	_, err = gpu.Forward([]int{cfg.VocabSize}, 0, false)
+	require.ErrorContains(t, err, "outside vocab")
+	_, err = gpu.Forward(nil, 0, false)
+	require.Error(t, err)
+
+	for _, tc := range []struct {
+		spoil func(w *model.Weights)
+		want  string
+	}{
+		{func(w *model.Weights) { w.Layers[1].Up.W = nil }, "missing tensor model.layers.1.mlp.up_proj.weight"},
+		{func(w *model.Weights) { w.Layers[0].K = w.Layers[0].Q }, "model.layers.0.self_attn.k_proj.weight: shape"},
+		{func(w *model.Weights) { w.Layers[0].V.Bias = w.Layers[0].V.Bias[:3] }, "model.layers.0.self_attn.v_proj.bias has 3 values"},
+		{func(w *model.Weights) { // a dtype the GPU engine does not read yet
+			q := &model.QuantMatrix{DType: model.DTypeQ8, Rows: w.LMHead.Out, Cols: w.LMHead.In, Group: 32}
+			q.Data, q.Scales = make([]uint32, q.Rows*q.RowWords()), make([]uint32, q.Rows*q.ScaleWords())
+			w.LMHead.Q = q
+		}, "lm_head.weight: q8"},
+	} {
+		w := *weights
+		w.Layers = slices.Clone(weights.Layers)
+		tc.spoil(&w)
+		_, err = New(d, cfg, &w, 8)
+		require.ErrorContains(t, err, tc.want)
+	}
+	_, err = New(d, cfg, weights, int(d.Limits.MaxStorageBufferBindingSize))
+	require.ErrorContains(t, err, "KV cache")
+}

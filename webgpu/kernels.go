@@ -1,0 +1,344 @@
+package webgpu
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/oliverbestmann/webgpu/wgpu"
+
+	"github.com/ilmweb/ilmweb/model"
+)
+
+// The kernels, one constructor each, named after the WGSL entry point and its CPU twin in package model. A
+// constructor binds its buffers once and returns the dispatches to record into every pass; buffer shapes
+// are in the WGSL. Dispatch sizes are performance choices only: every kernel loops over whatever its grid
+// does not cover.
+
+// Sizes the dispatch counts are planned for: the WGSL's constants and the defaults of its WG overrides.
+const (
+	wgSize       = 256 // embedding, penalize, copy_words
+	matvecRows   = 4   // matvec.wgsl's ROWS
+	tileRows     = 32  // matmul.wgsl's TM
+	tileTokens   = 32  // matmul.wgsl's TN
+	attentionMax = 128 // attention.wgsl needs head_dim ≤ its WG and HD
+	prefillBlock = 8   // attention.wgsl's BQ
+	topkMax      = 64  // the most logits ForwardTopK returns
+	topkSlice    = 4096
+)
+
+// stepBuffer is the uniform Step {pos, n} that the kernels of a pass read: the position of its first token
+// and its number of tokens. The engine writes it before each pass.
+func (d *Device) stepBuffer() (*wgpu.Buffer, error) {
+	return d.buffer("step", 16, wgpu.BufferUsageUniform|wgpu.BufferUsageCopyDst)
+}
+
+// setStep writes the first position and token count of the next submitted pass.
+func (d *Device) setStep(step *wgpu.Buffer, pos, n int) error {
+	return write(d, step, 0, []uint32{uint32(pos), uint32(n)})
+}
+
+// params makes a uniform buffer holding a kernel's Params struct, whose fields are all 4-byte u32 or f32.
+func (d *Device) params(label string, fields ...any) (*wgpu.Buffer, error) {
+	words := make([]uint32, len(fields))
+	for i, f := range fields {
+		switch v := f.(type) {
+		case int:
+			words[i] = uint32(v)
+		case uint32:
+			words[i] = v
+		case float32:
+			words[i] = math.Float32bits(v)
+		default:
+			panic(fmt.Sprintf("webgpu: params field %T", f))
+		}
+	}
+	b, err := d.buffer(label, uint64(4*len(words)), wgpu.BufferUsageUniform|wgpu.BufferUsageCopyDst)
+	if err != nil {
+		return nil, err
+	}
+	if err := write(d, b, 0, words); err != nil {
+		return nil, fmt.Errorf("params %s: %w", label, err)
+	}
+	return b, nil
+}
+
+// op binds a fresh Params buffer holding params at binding 0 and bufs[i] at binding i+1 to kernel entry of
+// file.
+func (d *Device) op(file, entry string, grid func(int) (uint32, uint32), params []any, bufs ...*wgpu.Buffer) (dispatch, error) {
+	p, err := d.params(entry, params...)
+	if err != nil {
+		return dispatch{}, err
+	}
+	return d.opWith(file, entry, grid, append([]*wgpu.Buffer{p}, bufs...)...)
+}
+
+// opWith binds bufs[i] at binding i (nil: a binding the entry point does not use) to kernel entry of file.
+func (d *Device) opWith(file, entry string, grid func(int) (uint32, uint32), bufs ...*wgpu.Buffer) (dispatch, error) {
+	k, err := d.kernel(file, entry)
+	if err != nil {
+		return dispatch{}, err
+	}
+	bg, err := d.bind(k, bufs...)
+	if err != nil {
+		return dispatch{}, err
+	}
+	return dispatch{k: k, bg: bg, grid: grid}, nil
+}
+
+// absentBuffer is bound in place of an optional input (bias, norm weight) that a kernel's flags leave unread.
+func (d *Device) absentBuffer() (*wgpu.Buffer, error) {
+	if d.absent == nil {
+		var err error
+		if d.absent, err = d.buffer("absent", 16, storage); err != nil {
+			return nil, err
+		}
+	}
+	return d.absent, nil
+}
+
+// matrix is a weight matrix on the GPU in a converted dtype, split into row blocks that each fit one
+// storage binding.
+type matrix struct {
+	name       string
+	dtype      string
+	rows, cols int
+	blocks     []block
+}
+
+type block struct {
+	row0, rows   int
+	data, scales *wgpu.Buffer // scales is nil for unscaled dtypes
+	bytes        uint64       // of data and scales
+}
+
+// matrixBlockRows is how many rows of q go in one block of at most maxBinding bytes: an even number, so
+// that the (gate, up) row pairs of a fused GLU matrix never straddle two blocks.
+func matrixBlockRows(q *model.QuantMatrix, maxBinding uint64) (int, error) {
+	per := min(q.Rows, int(maxBinding/uint64(4*q.RowWords())))
+	if per < q.Rows {
+		per &^= 1
+	}
+	if per == 0 {
+		return 0, fmt.Errorf("two rows of %d bytes exceed the storage binding limit of %d bytes", 4*q.RowWords(), maxBinding)
+	}
+	return per, nil
+}
+
+// matrix uploads q, in row blocks of at most maxBinding bytes of data.
+func (d *Device) matrix(name string, q *model.QuantMatrix, maxBinding uint64) (*matrix, error) {
+	if err := q.Check(); err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	switch {
+	case q.DType == model.DTypeF32 && q.Cols%4 == 0:
+	case q.DType == model.DTypeQ4 && q.Group == 32:
+	default: // the kernels read 16-byte pieces: a q4 group, or 4 f32 columns
+		return nil, fmt.Errorf("%s: %s [%d, %d] with group %d: the GPU engine reads q4 with groups of 32 and f32 with a multiple of 4 columns",
+			name, q.DType, q.Rows, q.Cols, q.Group)
+	}
+	per, err := matrixBlockRows(q, maxBinding)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	rw, sw := q.RowWords(), q.ScaleWords()
+	m := &matrix{name: name, dtype: q.DType, rows: q.Rows, cols: q.Cols}
+	for r0 := 0; r0 < q.Rows; r0 += per {
+		b := block{row0: r0, rows: min(per, q.Rows-r0)}
+		b.bytes = uint64(4 * b.rows * (rw + sw))
+		if b.data, err = upload(d, name, q.Data[r0*rw:(r0+b.rows)*rw]); err != nil {
+			return nil, err
+		}
+		if sw > 0 {
+			if b.scales, err = upload(d, name+".scales", q.Scales[r0*sw:(r0+b.rows)*sw]); err != nil {
+				return nil, err
+			}
+		}
+		m.blocks = append(m.blocks, b)
+	}
+	return m, nil
+}
+
+// fusion is what matvec and matmul do around the product W·x.
+type fusion struct {
+	norm *wgpu.Buffer // RMS-normalise x first with this weight [cols] (model.RMSNorm), or nil
+	eps  float64
+	mode int // one of the modes below
+}
+
+// The output modes of matvec.wgsl and matmul.wgsl.
+const (
+	store = iota // y = W·x
+	add          // y += W·x, the residual connection (model.Add)
+	glu          // rows are (gate, up) pairs: y = silu(gate)·up (model.SwiGLU)
+)
+
+// linear records y = W·x (+ bias), fused as f says, one dispatch per row block of m, for a kernel family:
+// "matvec" (the last token of the pass; a one-token pass) or "matmul" (every token of the pass, in tiles).
+// bias is a buffer of m.rows floats, or nil.
+func (d *Device) linear(family string, m *matrix, step, x, y, bias *wgpu.Buffer, f fusion) ([]dispatch, error) {
+	if f.mode == glu && m.rows%2 != 0 {
+		return nil, fmt.Errorf("%s: %d rows cannot be (gate, up) pairs", m.name, m.rows)
+	}
+	absent, err := d.absentBuffer()
+	if err != nil {
+		return nil, err
+	}
+	flags, extra := 0, uint64(0) // flags, and bytes of bias and norm weight read alongside the matrix
+	if bias != nil {
+		flags |= 1
+		extra += uint64(4 * m.rows)
+	} else {
+		bias = absent
+	}
+	norm := f.norm
+	if norm != nil {
+		flags |= 2
+		extra += uint64(4 * m.cols)
+	} else {
+		norm = absent
+	}
+	yStride := m.rows
+	if f.mode == glu {
+		yStride /= 2
+	}
+	var ds []dispatch
+	for i, b := range m.blocks {
+		var grid func(int) (uint32, uint32)
+		tile := 0
+		if family == "matvec" {
+			grid = fixed(d.workgroups(b.rows, matvecRows))
+		} else {
+			rowTiles := d.workgroups(b.rows, tileRows)
+			grid = func(n int) (uint32, uint32) { return rowTiles, d.workgroups(n, tileTokens) }
+			tile = tileTokens
+		}
+		c, err := d.op(family, family+"_"+m.dtype, grid,
+			[]any{b.rows, m.cols, b.row0, flags, f.mode, float32(f.eps), yStride},
+			step, x, y, b.data, b.scales, bias, norm)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", m.name, err)
+		}
+		c.weights, c.tile = b.bytes, tile
+		if i == 0 {
+			c.weights += extra
+		}
+		ds = append(ds, c)
+	}
+	return ds, nil
+}
+
+// embedding returns, per row block of the table m, the dispatch that writes x[t] = row tokens[t] of m for
+// the tokens t of the pass that fall in the block.
+func (d *Device) embedding(m *matrix, step, tokens, x *wgpu.Buffer) ([]dispatch, error) {
+	var ds []dispatch
+	for _, b := range m.blocks {
+		grid := func(n int) (uint32, uint32) { return d.workgroups(n*m.cols, wgSize), 1 }
+		c, err := d.op("embedding", "embedding_"+m.dtype, grid, []any{m.cols, b.row0, b.rows}, step, tokens, b.data, b.scales, x)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", m.name, err)
+		}
+		c.weights, c.tile = b.bytes/uint64(b.rows), 1 // one row per token
+		ds = append(ds, c)
+	}
+	return ds, nil
+}
+
+// blockOf returns the index of the block of m holding row r.
+func (m *matrix) blockOf(r int) int {
+	for i, b := range m.blocks {
+		if r < b.row0+b.rows {
+			return i
+		}
+	}
+	panic(fmt.Sprintf("webgpu: row %d outside %s", r, m.name))
+}
+
+// rope rotates the queries and keys in the qkv rows [n, (heads + 2·kvHeads)·headDim] of the pass's tokens
+// for positions pos … pos+n−1, and writes the keys and values to those positions of the caches k, v
+// [maxCtx, kvHeads·headDim].
+func (d *Device) rope(step, invFreq, qkv, k, v *wgpu.Buffer, heads, kvHeads, headDim int) (dispatch, error) {
+	grid := func(n int) (uint32, uint32) { return d.workgroups(n*(heads+kvHeads), 1), 1 }
+	return d.op("rope", "rope", grid, []any{heads, kvHeads, headDim, (heads + 2*kvHeads) * headDim},
+		step, invFreq, qkv, k, v)
+}
+
+func checkAttention(heads, kvHeads, headDim int) error {
+	if headDim > attentionMax || headDim%2 != 0 || kvHeads == 0 || heads%kvHeads != 0 {
+		return fmt.Errorf("attention: head_dim %d (even, at most %d) with %d heads over %d kv heads is not supported",
+			headDim, attentionMax, heads, kvHeads)
+	}
+	return nil
+}
+
+// attention: out [heads·headDim] for the query in row 0 of qkv (row length qStride), at position Step.pos,
+// over keys and values 0 … pos of the caches k, v [maxCtx, kvHeads·headDim]; scores [heads·maxCtx] is scratch.
+func (d *Device) attention(step, qkv, k, v, scores, out *wgpu.Buffer, heads, kvHeads, headDim, qStride, maxCtx int) (dispatch, error) {
+	if err := checkAttention(heads, kvHeads, headDim); err != nil {
+		return dispatch{}, err
+	}
+	scale := float32(1 / math.Sqrt(float64(headDim)))
+	return d.op("attention", "attention", fixed(uint32(heads)), []any{heads, kvHeads, headDim, qStride, maxCtx, scale},
+		step, qkv, k, v, out, scores)
+}
+
+// attentionPrefill: out [n, heads·headDim] for the queries of the pass's n tokens in the qkv rows, token t
+// at position Step.pos + t attending to keys 0 … pos+t of the caches.
+func (d *Device) attentionPrefill(step, qkv, k, v, out *wgpu.Buffer, heads, kvHeads, headDim, qStride int) (dispatch, error) {
+	if err := checkAttention(heads, kvHeads, headDim); err != nil {
+		return dispatch{}, err
+	}
+	scale := float32(1 / math.Sqrt(float64(headDim)))
+	grid := func(n int) (uint32, uint32) { return d.workgroups(n, prefillBlock), uint32(heads) }
+	return d.op("attention", "attention_prefill", grid, []any{heads, kvHeads, headDim, qStride, 0, scale},
+		step, qkv, k, v, out)
+}
+
+// sampling holds the buffers of the kernels in topk.wgsl for logits [n].
+type sampling struct {
+	n       int
+	params  *wgpu.Buffer // uniform Params, rewritten per call
+	ids     *wgpu.Buffer // [n] distinct ids to penalise
+	cands   *wgpu.Buffer // [slices·topkMax] (id, logit bits)
+	best    *wgpu.Buffer // [topkMax] (id, logit bits)
+	penalty dispatch     // penalize
+	topk    []dispatch   // topk, topk_merge
+}
+
+func topkSlices(n int) int { return (n + topkSlice - 1) / topkSlice }
+
+// newSampling binds the penalty and top-k kernels to logits [n].
+func (d *Device) newSampling(logits *wgpu.Buffer, n int) (*sampling, error) {
+	s := &sampling{n: n}
+	var err error
+	if s.params, err = d.buffer("sampling params", 32, wgpu.BufferUsageUniform|wgpu.BufferUsageCopyDst); err != nil {
+		return nil, err
+	}
+	if s.ids, err = d.buffer("penalty ids", uint64(4*n), storage); err != nil {
+		return nil, err
+	}
+	if s.cands, err = d.buffer("top-k candidates", uint64(8*topkSlices(n)*topkMax), storage); err != nil {
+		return nil, err
+	}
+	if s.best, err = d.buffer("top-k", 8*topkMax, storage); err != nil {
+		return nil, err
+	}
+	// The penalty's grid covers the most ids there can be; the kernel stops at Params.m.
+	if s.penalty, err = d.opWith("topk", "penalize", fixed(d.workgroups(n, wgSize)), s.params, logits, s.ids); err != nil {
+		return nil, err
+	}
+	first, err := d.opWith("topk", "topk", fixed(d.workgroups(n, topkSlice)), s.params, logits, nil, s.cands)
+	if err != nil {
+		return nil, err
+	}
+	merge, err := d.opWith("topk", "topk_merge", fixed(1), s.params, nil, nil, s.cands, s.best)
+	if err != nil {
+		return nil, err
+	}
+	s.topk = []dispatch{first, merge}
+	return s, nil
+}
+
+// set writes the Params of the next penalty (m ids, penalty p) and top-k (k largest) dispatches.
+func (s *sampling) set(d *Device, k, m int, p float32) error {
+	return write(d, s.params, 0, []uint32{uint32(s.n), uint32(k), topkSlice, uint32(topkSlices(s.n) * k), uint32(m), math.Float32bits(p)})
+}
