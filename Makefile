@@ -14,7 +14,7 @@ else
 MODEL_DIR := $(MODELS)/$(subst /,--,$(MODEL))-q4
 endif
 
-.PHONY: run test test-go vet fuzz bench deps clean web
+.PHONY: run test test-go vet fuzz bench bench-gpu bench-gpu-build deps clean web
 
 ## run: build the page, make sure a converted model exists, and serve both (the URL is printed)
 run: deps web $(MODEL_DIR)/manifest.json
@@ -83,6 +83,17 @@ fuzz:
 	$(GO) test -run=NONE -fuzz=FuzzParseHeader -fuzztime=60s ./safetensors/
 	$(GO) test -run=NONE -fuzz=FuzzTokenizerEncode -fuzztime=60s ./model/
 	$(GO) test -run=NONE -fuzz=FuzzParseManifest -fuzztime=60s ./model/
+
+# bench-gpu-build prepares, here, what `make bench-gpu` runs on a lent GPU machine (carry build/gpu and .gl):
+# the tools as x86-64 binaries and the Vulkan loader packages such a machine may lack.
+bench-gpu-build:
+	mkdir -p build/gpu .gl
+	GOOS=linux GOARCH=amd64 $(GO) build -trimpath -o build/gpu/ ./cmd/synth ./cmd/convert ./cmd/bench
+	grep -qx '/.gl/' .git/info/exclude || echo /.gl/ >> .git/info/exclude
+	cd .gl && apt-get download libvulkan1
+
+bench-gpu:
+	sh tools/bench-gpu.sh build/gpu
 
 bench:
 	$(GO) test -run=NONE -bench=. -benchtime=3x ./model/
