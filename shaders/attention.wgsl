@@ -1,7 +1,7 @@
 // Causal grouped-query attention over the KV cache, the twin of model.Attention: query t of the pass sits
 // at position pos + t and sees keys 0 … pos + t; query head h reads KV head h / (heads / kv_heads); softmax
 // in float32. The queries are the q part of the qkv rows ([n, q_stride], q at the start of each row); the
-// output is [n, heads·head_dim].
+// output is [n, heads·head_dim]. The caches hold f32 words, or with kv_f16 f16 pairs (see rope.wgsl).
 //
 // attention (decode, one query): a workgroup per query head; two passes over the scores, which are kept in
 // a scratch buffer so any context length fits, and all WG threads share the keys.
@@ -22,6 +22,7 @@ struct Params {
   q_stride: u32, // row length of the qkv rows holding the queries
   max_ctx: u32,  // row length of scores (decode)
   scale: f32,    // 1/sqrt(head_dim)
+  kv_f16: u32,   // the caches hold f16 pairs
 }
 
 struct Step {
@@ -32,12 +33,27 @@ struct Step {
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<uniform> step: Step;
 @group(0) @binding(2) var<storage, read> q: array<f32>;             // [n, q_stride]
-@group(0) @binding(3) var<storage, read> k: array<f32>;             // [max_ctx, kv_heads, head_dim]
-@group(0) @binding(4) var<storage, read> v: array<f32>;             // [max_ctx, kv_heads, head_dim]
+@group(0) @binding(3) var<storage, read> k: array<u32>;             // [max_ctx, kv_heads, head_dim]
+@group(0) @binding(4) var<storage, read> v: array<u32>;             // [max_ctx, kv_heads, head_dim]
 @group(0) @binding(5) var<storage, read_write> out: array<f32>;     // [n, heads, head_dim]
 @group(0) @binding(6) var<storage, read_write> scores: array<f32>;  // decode: [heads, max_ctx]
 
 const LOWEST = -0x1.fffffep+127f; // the most negative finite f32
+
+// key and value return element i of the caches.
+fn key(i: u32) -> f32 {
+  if (params.kv_f16 != 0u) {
+    return unpack2x16float(k[i / 2u])[i % 2u];
+  }
+  return bitcast<f32>(k[i]);
+}
+
+fn value(i: u32) -> f32 {
+  if (params.kv_f16 != 0u) {
+    return unpack2x16float(v[i / 2u])[i % 2u];
+  }
+  return bitcast<f32>(v[i]);
+}
 
 var<workgroup> red: array<f32, WG>;
 
@@ -90,7 +106,7 @@ fn attention(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
     for (var j = lid; j < n; j += WG) {
       var s = 0.0;
       for (var d = 0u; d < hd; d++) {
-        s += qh[d] * k[j * kv_stride + off + d];
+        s += qh[d] * key(j * kv_stride + off + d);
       }
       s *= params.scale;
       scores[srow + j] = s;
@@ -116,7 +132,7 @@ fn attention(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
     var acc = 0.0;
     if (g < groups) {
       for (var j = g; j < n; j += groups) {
-        acc += scores[srow + j] * v[j * kv_stride + off + d];
+        acc += scores[srow + j] * value(j * kv_stride + off + d);
       }
     }
     red[lid] = acc;
@@ -164,7 +180,7 @@ fn attention_prefill(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgro
           let j = j0 + i / hd;
           var val = 0.0;
           if (j < keys) {
-            val = k[j * kv_stride + off + i % hd];
+            val = key(j * kv_stride + off + i % hd);
           }
           kvs[i] = val;
         }
@@ -210,7 +226,7 @@ fn attention_prefill(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgro
           let j = j0 + i / hd;
           var val = 0.0;
           if (j < keys) {
-            val = v[j * kv_stride + off + i % hd];
+            val = value(j * kv_stride + off + i % hd);
           }
           kvs[i] = val; // the scores were read from kvs before the barrier above
         }

@@ -12,8 +12,8 @@
 //
 // A workgroup computes ROWS rows at a time. Its threads stride along the rows in 16-byte pieces (a q4 group
 // of 32 columns, or 4 f32 columns), so neighbouring threads read neighbouring bytes, and each piece of x they
-// load serves all ROWS rows; every thread keeps one partial sum per row, and a tree in workgroup memory adds
-// them up. Columns must be a multiple of 32 (q4) or 4 (f32). Large matrices are split into row blocks that
+// load serves all ROWS rows; every thread keeps one partial sum per row, and workgroup memory adds them
+// up. Columns must be a multiple of 32 (q4) or 4 (f32). Large matrices are split into row blocks that
 // each fit one storage binding, one dispatch per block; GLU blocks start at even rows.
 
 override WG: u32 = 64; // threads per workgroup, a power of two
@@ -50,8 +50,12 @@ struct Step {
 @group(0) @binding(6) var<storage, read> bias: array<f32>;        // [matrix rows] when BIAS
 @group(0) @binding(7) var<storage, read> norm: array<vec4<f32>>;  // [cols/4] when NORM
 
-// partial[r·WG + lid]: thread lid's sum for row r; partial[ROWS·WG + lid]: its sum of x².
+// partial[r·WG + lid]: thread lid's sum for row r; partial[ROWS·WG + lid]: its sum of x². The sums are
+// added in two steps of SPLIT (two barriers, where a tree takes log2(WG)): (ROWS+1)·SPLIT threads add up
+// WG/SPLIT sums each into part, then each output thread adds up SPLIT of those.
+const SPLIT = 8u; // WG ≥ (ROWS + 1)·SPLIT
 var<workgroup> partial: array<f32, (ROWS + 1u) * WG>;
+var<workgroup> part: array<f32, (ROWS + 1u) * SPLIT>;
 
 // load returns x's 16-byte piece i, times the norm weight when NORM, and adds its squares to ss.
 fn load(xo: u32, i: u32, ss: ptr<function, f32>) -> vec4<f32> {
@@ -63,7 +67,16 @@ fn load(xo: u32, i: u32, ss: ptr<function, f32>) -> vec4<f32> {
   return v;
 }
 
-// result is row r (of the block) from its reduced sum.
+// total is the sum of row r's SPLIT parts (row ROWS: the sum of x²).
+fn total(r: u32) -> f32 {
+  var s = 0.0;
+  for (var c = 0u; c < SPLIT; c++) {
+    s += part[r * SPLIT + c];
+  }
+  return s;
+}
+
+// result is row r (of the block) from its sum.
 fn result(r: u32, sum: f32, scale: f32) -> f32 {
   var v = sum * scale;
   if ((params.flags & BIAS) != 0u) {
@@ -79,21 +92,23 @@ fn finish(lid: u32, r0: u32, acc: array<f32, ROWS>, ss: f32) {
   }
   partial[ROWS * WG + lid] = ss;
   workgroupBarrier();
-  for (var s = WG / 2u; s > 0u; s >>= 1u) {
-    if (lid < s) {
-      for (var r = 0u; r <= ROWS; r++) {
-        partial[r * WG + lid] += partial[r * WG + lid + s];
-      }
+  if (lid < (ROWS + 1u) * SPLIT) {
+    let per = WG / SPLIT;
+    let at = (lid / SPLIT) * WG + (lid % SPLIT) * per;
+    var s = 0.0;
+    for (var i = 0u; i < per; i++) {
+      s += partial[at + i];
     }
-    workgroupBarrier();
+    part[lid] = s;
   }
+  workgroupBarrier();
   let row = r0 + lid;
   if (lid < ROWS && row < params.rows) {
     var scale = 1.0;
     if ((params.flags & NORM) != 0u) {
-      scale = inverseSqrt(partial[ROWS * WG] / f32(params.cols) + params.eps);
+      scale = inverseSqrt(total(ROWS) / f32(params.cols) + params.eps);
     }
-    let v = result(row, partial[lid * WG], scale);
+    let v = result(row, total(lid), scale);
     let at = params.row0 + row;
     switch (params.mode) {
       case ADD: {
@@ -101,7 +116,7 @@ fn finish(lid: u32, r0: u32, acc: array<f32, ROWS>, ss: f32) {
       }
       case GLU: {
         if (lid % 2u == 0u) {
-          let up = result(row + 1u, partial[(lid + 1u) * WG], scale);
+          let up = result(row + 1u, total(lid + 1u), scale);
           y[at / 2u] = v / (1.0 + exp(-v)) * up;
         }
       }

@@ -12,6 +12,7 @@ struct Params {
   kv_heads: u32,
   head_dim: u32,
   q_stride: u32, // row length of qkv: (heads + 2·kv_heads)·head_dim
+  kv_f16: u32,   // the caches hold f16 pairs
 }
 
 struct Step {
@@ -23,8 +24,8 @@ struct Step {
 @group(0) @binding(1) var<uniform> step: Step;
 @group(0) @binding(2) var<storage, read> inv_freq: array<f32>;     // [head_dim/2]
 @group(0) @binding(3) var<storage, read_write> qkv: array<f32>;    // [n, q_stride]
-@group(0) @binding(4) var<storage, read_write> k_cache: array<f32>; // [max_ctx, kv_heads, head_dim]
-@group(0) @binding(5) var<storage, read_write> v_cache: array<f32>; // [max_ctx, kv_heads, head_dim]
+@group(0) @binding(4) var<storage, read_write> k_cache: array<u32>; // [max_ctx, kv_heads, head_dim], f32 or f16 pairs
+@group(0) @binding(5) var<storage, read_write> v_cache: array<u32>; // [max_ctx, kv_heads, head_dim], f32 or f16 pairs
 
 // sincos returns (sin a, cos a) to within about 1e-6 for the angles RoPE meets (up to ~10⁵ radians). WGSL's
 // sin and cos only promise an absolute error of 2^-11 on [−π, π] (SwiftShader's reach 4e-4), and nothing
@@ -48,6 +49,37 @@ fn sincos(a: f32) -> vec2<f32> {
   }
 }
 
+// rotate returns dimensions i, i+1 of the head at qkv[j] (the first dimension of the head plus i) and their
+// partners i+half, i+half+1, rotated for position p: (x_i, x_i+1, x_i+half, x_i+half+1).
+fn rotate(j: u32, i: u32, half: u32, p: f32) -> vec4<f32> {
+  let a = sincos(p * inv_freq[i]);
+  let b = sincos(p * inv_freq[i + 1u]);
+  let u = vec2<f32>(qkv[j], qkv[j + 1u]);
+  let v = vec2<f32>(qkv[j + half], qkv[j + half + 1u]);
+  let s = vec2<f32>(a.x, b.x);
+  let c = vec2<f32>(a.y, b.y);
+  return vec4<f32>(u * c - v * s, v * c + u * s);
+}
+
+// store_k and store_v write dimensions at, at+1 of a cache: words at, at+1 (f32) or word at/2 (f16 pair).
+fn store_k(at: u32, v: vec2<f32>) {
+  if (params.kv_f16 != 0u) {
+    k_cache[at / 2u] = pack2x16float(v);
+  } else {
+    k_cache[at] = bitcast<u32>(v.x);
+    k_cache[at + 1u] = bitcast<u32>(v.y);
+  }
+}
+
+fn store_v(at: u32, v: vec2<f32>) {
+  if (params.kv_f16 != 0u) {
+    v_cache[at / 2u] = pack2x16float(v);
+  } else {
+    v_cache[at] = bitcast<u32>(v.x);
+    v_cache[at + 1u] = bitcast<u32>(v.y);
+  }
+}
+
 @compute @workgroup_size(WG)
 fn rope(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
@@ -60,26 +92,23 @@ fn rope(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let h = th % heads;
     let p = f32(step.pos + t);
     let row = t * params.q_stride;
-    for (var i = lid; i < half; i += WG) {
-      let sc = sincos(p * inv_freq[i]);
-      let s = sc.x;
-      let c = sc.y;
+    for (var i = 2u * lid; i < half; i += 2u * WG) {
       if (h < params.heads) {
         let j = row + h * hd + i;
-        let u = qkv[j];
-        let v = qkv[j + half];
-        qkv[j] = u * c - v * s;
-        qkv[j + half] = v * c + u * s;
+        let r = rotate(j, i, half, p);
+        qkv[j] = r.x;
+        qkv[j + 1u] = r.y;
+        qkv[j + half] = r.z;
+        qkv[j + half + 1u] = r.w;
       } else {
         let kh = (h - params.heads) * hd + i;
         let j = row + params.heads * hd + kh;
-        let u = qkv[j];
-        let v = qkv[j + half];
+        let r = rotate(j, i, half, p);
         let at = (step.pos + t) * kv_dim + kh;
-        k_cache[at] = u * c - v * s;
-        k_cache[at + half] = v * c + u * s;
-        v_cache[at] = qkv[j + kv_dim];
-        v_cache[at + half] = qkv[j + kv_dim + half];
+        store_k(at, r.xy);
+        store_k(at + half, r.zw);
+        store_v(at, vec2<f32>(qkv[j + kv_dim], qkv[j + kv_dim + 1u]));
+        store_v(at + half, vec2<f32>(qkv[j + kv_dim + half], qkv[j + kv_dim + half + 1u]));
       }
     }
   }

@@ -1,15 +1,20 @@
-// Package shaders holds the engine's WGSL kernels, one file per op, each named after its CPU twin in package
-// model (rmsnorm.wgsl ↔ model.RMSNorm, matvec.wgsl ↔ model.Matmul for one token, …).
+// Package shaders holds the engine's WGSL kernels, one file per op family, each named after its CPU twin in
+// package model (matvec.wgsl ↔ model.Matmul for one token, with model.RMSNorm, model.SwiGLU and model.Add
+// fused in; matmul.wgsl ↔ the same for many tokens; rope.wgsl ↔ model.Rope; attention.wgsl ↔
+// model.Attention; embedding.wgsl ↔ model.Embedding; topk.wgsl ↔ model.Sampler's penalty and ordering;
+// copy.wgsl, the bandwidth probe).
 //
 // Conventions shared by every kernel:
 //   - Workgroup sizes are WGSL `override` constants with defaults. Every kernel is correct for any number of
 //     workgroups (grid-stride loops), so the host's dispatch counts are performance choices, never a second
 //     copy of the shader's constants.
-//   - Binding 0 is the kernel's uniform Params; kernels that depend on the token being decoded read the shared
-//     uniform Step {token, pos} at binding 1.
+//   - Binding 0 is the kernel's uniform Params; kernels that depend on the tokens of a pass read the shared
+//     uniform Step {pos, n} at binding 1: the position of the pass's first token and its number of tokens.
 //   - Weights are arrays of u32 words as docs/FORMAT.md lays them out; f16 scales are widened with
 //     unpack2x16float, so no kernel needs the shader-f16 feature.
 //   - Reductions go through workgroup memory (no subgroups): WG must be a power of two.
+//   - The binding cannot set override constants, so every override keeps its default, and a kernel's
+//     variants (dtype, fused norm, output mode) are entry points or Params flags, never pipeline constants.
 package shaders
 
 import "embed"

@@ -6,8 +6,9 @@
 // The order is total: (logit, id) comes before (logit', id') when logit > logit', or when they are equal
 // and id < id'. Selection runs in k rounds, and round r picks the first element that comes after round
 // r−1's pick; so no element needs marking, and ties cannot repeat or drop an id. topk runs the rounds over
-// slices of `per` logits, one slice per workgroup, leaving k candidates per slice; one workgroup of
-// topk_merge runs them again over the candidates.
+// slices of `per` logits, one slice per workgroup, leaving k candidates per slice, largest first; one
+// workgroup of topk_merge runs them again over the candidates (unless there is one slice: then its
+// candidates are the answer).
 
 override WG: u32 = 256; // threads per workgroup, a power of two
 
@@ -48,24 +49,44 @@ fn follows(r: u32, prev: vec2<u32>, v: f32, i: u32) -> bool {
   return r == 0u || before(bitcast<f32>(prev.y), prev.x, v, i);
 }
 
+// The threads' candidates meet in two steps of SPLIT (two barriers a round, where a tree takes log2(WG)):
+// SPLIT threads pick the first of WG/SPLIT candidates each, then every thread picks the first of those.
+const SPLIT = 16u; // WG ≥ SPLIT
 var<workgroup> red_v: array<f32, WG>;
 var<workgroup> red_i: array<u32, WG>;
+var<workgroup> part_v: array<f32, SPLIT>;
+var<workgroup> part_i: array<u32, SPLIT>;
 
-// first returns the element that comes first among the threads' candidates (v, i).
+// first returns the element that comes first among the threads' candidates (v, i), as (id, logit bits).
 fn first(lid: u32, v: f32, i: u32) -> vec2<u32> {
   red_v[lid] = v;
   red_i[lid] = i;
   workgroupBarrier();
-  for (var s = WG / 2u; s > 0u; s >>= 1u) {
-    if (lid < s && before(red_v[lid + s], red_i[lid + s], red_v[lid], red_i[lid])) {
-      red_v[lid] = red_v[lid + s];
-      red_i[lid] = red_i[lid + s];
+  if (lid < SPLIT) {
+    let per = WG / SPLIT;
+    var bv = red_v[lid * per];
+    var bi = red_i[lid * per];
+    for (var j = lid * per + 1u; j < (lid + 1u) * per; j++) {
+      if (before(red_v[j], red_i[j], bv, bi)) {
+        bv = red_v[j];
+        bi = red_i[j];
+      }
     }
-    workgroupBarrier();
+    part_v[lid] = bv;
+    part_i[lid] = bi;
   }
-  let r = vec2<u32>(red_i[0], bitcast<u32>(red_v[0]));
   workgroupBarrier();
-  return r;
+  var bv = part_v[0];
+  var bi = part_i[0];
+  for (var j = 1u; j < SPLIT; j++) {
+    if (before(part_v[j], part_i[j], bv, bi)) {
+      bv = part_v[j];
+      bi = part_i[j];
+    }
+  }
+  // The next round writes red_v before its first barrier (nobody reads it after the second one here) and
+  // part_v after it (by when everyone has read part_v here).
+  return vec2<u32>(bi, bitcast<u32>(bv));
 }
 
 @compute @workgroup_size(WG)

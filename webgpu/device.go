@@ -3,12 +3,15 @@
 // differences live in device_native.go and device_js.go. Every kernel has a CPU twin in package model that
 // it is tested against, and Engine implements model.Decoder.
 //
-// One token's path: Forward writes the token and its position into the Step uniform and submits one
-// compute pass: the embedding lookup, then per layer rmsnorm, the q, k and v matvecs (k and v land in the
-// KV cache at the position), rope on q and on the new key, attention over the cache, the o matvec and the
-// residual add, rmsnorm, the gate and up matvecs, swiglu, the down matvec and the residual add; finally
-// rmsnorm and the lm_head matvec. Weights, activations and the cache stay on the GPU: only the logits that
-// Forward returns are copied to a mapped buffer and read back.
+// One decoded token's path: Forward writes the token and its position (the Step uniform) and submits one
+// compute pass: the embedding lookup, then per layer six dispatches (the q, k and v projections as one
+// matvec with the attention rmsnorm fused in; rope, which also moves k and v into the KV cache; attention
+// over the cache; the o projection adding into the residual stream; gate and up as one matvec with the
+// ffn rmsnorm fused in, writing silu(gate)·up; the down projection adding into the residual stream), and
+// the lm_head matvec with the final rmsnorm fused in. A prompt runs the same way in passes of up to 128
+// tokens, with a tiled matmul for the projections and flash-style attention. Weights, activations and the
+// cache stay on the GPU: only the logits Forward returns, or ForwardTopK's k (id, logit) pairs, are read
+// back.
 package webgpu
 
 import (

@@ -3,6 +3,7 @@ package webgpu
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 
@@ -11,14 +12,15 @@ import (
 	"github.com/ilmweb/ilmweb/model"
 )
 
-// Engine decodes on the GPU. Weights, activations and the KV cache (f32) stay in GPU memory. A decoded
-// token is one submit of one compute pass of 6 dispatches per layer and 2 more; a prompt runs in passes of
-// up to Options.PrefillChunk tokens through tiled kernels. Only what the caller asks for is read back: the
-// logits of the last token (or of all), or with ForwardTopK just k (id, logit) pairs.
+// Engine decodes on the GPU. Weights, activations and the KV cache (f32, or f16 as an option) stay in GPU
+// memory. A decoded token is one submit of one compute pass of 6 dispatches per layer and 2 more; a prompt
+// runs in passes of up to Options.PrefillChunk tokens through tiled kernels. Only what the caller asks for
+// is read back: the logits of the last token (or of all), or with ForwardTopK just k (id, logit) pairs.
 type Engine struct {
 	dev       *Device
 	cfg       *model.Config
 	maxCtx    int
+	kvF16     bool
 	chunk     int // tokens per prefill pass
 	logitRows int // rows of logits: tokens per pass when Forward returns every token's logits
 	mem       Memory
@@ -31,7 +33,7 @@ type Engine struct {
 	logits  *wgpu.Buffer // [logitRows, vocab]
 	staging *wgpu.Buffer // [logitRows, vocab], mapped to read the logits
 	embed   *matrix
-	embeds  []dispatch // the embedding lookup, one per row block of the table
+	embeds  []dispatch // the embedding lookups, one per row block of the table
 	decode  []dispatch // the layers of a one-token pass
 	prefill []dispatch // the layers of a pass of several tokens
 	headVec []dispatch // final norm and lm_head for the pass's last token
@@ -49,6 +51,9 @@ type Options struct {
 	MaxContext   int    // positions the KV cache holds; 0 means 4096
 	PrefillChunk int    // tokens per prefill pass; 0 means 128
 	MemoryBudget uint64 // if not 0, the most bytes of GPU memory the engine may allocate
+	// KVF16 keeps the KV cache in f16 (packed in pairs, no shader-f16 needed): half its memory and
+	// attention's reads, for a small loss of precision (see TestEngineKVF16). The default is f32.
+	KVF16 bool
 }
 
 // Memory is the engine's plan of GPU memory, in bytes.
@@ -88,7 +93,7 @@ func NewWithOptions(d *Device, c *model.Config, w *model.Weights, o Options) (*E
 	if err := checkAttention(c.NumAttentionHeads, c.NumKeyValueHeads, c.HeadDim); err != nil {
 		return nil, fmt.Errorf("webgpu: %w", err)
 	}
-	e := &Engine{dev: d, cfg: c, maxCtx: o.MaxContext, chunk: min(o.PrefillChunk, o.MaxContext)}
+	e := &Engine{dev: d, cfg: c, maxCtx: o.MaxContext, kvF16: o.KVF16, chunk: min(o.PrefillChunk, o.MaxContext)}
 	// Every token's logits come back through logits [logitRows, vocab]: at most 16 MiB of them per pass.
 	e.logitRows = max(1, min(e.chunk, (16<<20)/(4*c.VocabSize)))
 	var err error
@@ -114,7 +119,7 @@ func (e *Engine) Close() {
 	e.buffers = nil
 }
 
-// Memory is the GPU memory the engine allocated.
+// Memory is the engine's GPU memory, as planned before allocating it.
 func (e *Engine) Memory() Memory { return e.mem }
 
 // scratch lists the working buffers' sizes in bytes, by name, as build allocates them.
@@ -152,7 +157,7 @@ func (e *Engine) plan(w *model.Weights, budget uint64) (Memory, error) {
 		m.Weights += linear(l.Q) + linear(l.K) + linear(l.V) + linear(l.O) + linear(l.Gate) + linear(l.Up) + linear(l.Down) +
 			uint64(4*(len(l.InputNorm)+len(l.PostNorm)))
 	}
-	kv := uint64(4 * e.maxCtx * c.KVDim()) // one layer's keys (or values)
+	kv := e.kvBytes() // one layer's keys (or values)
 	m.KVCache = 2 * uint64(c.NumHiddenLayers) * kv
 	check := func(what string, bytes uint64) error {
 		if limit := min(lim.MaxStorageBufferBindingSize, lim.MaxBufferSize); bytes > limit {
@@ -164,7 +169,9 @@ func (e *Engine) plan(w *model.Weights, budget uint64) (Memory, error) {
 	if err := check(fmt.Sprintf("a KV cache of %d positions", e.maxCtx), kv); err != nil {
 		return m, err
 	}
-	for name, bytes := range e.scratch() {
+	scratch := e.scratch()
+	for _, name := range slices.Sorted(maps.Keys(scratch)) {
+		bytes := scratch[name]
 		m.Scratch += bytes
 		if err := check(fmt.Sprintf("scratch %q (context %d, prefill chunk %d)", name, e.maxCtx, e.chunk), bytes); err != nil {
 			return m, err
@@ -174,6 +181,14 @@ func (e *Engine) plan(w *model.Weights, budget uint64) (Memory, error) {
 		return m, fmt.Errorf("%w: the engine needs %v, the budget is %d bytes", ErrOutOfMemory, m, budget)
 	}
 	return m, nil
+}
+
+// kvBytes is the size of one layer's key (or value) cache.
+func (e *Engine) kvBytes() uint64 {
+	if e.kvF16 {
+		return uint64(2 * e.maxCtx * e.cfg.KVDim())
+	}
+	return uint64(4 * e.maxCtx * e.cfg.KVDim())
 }
 
 // builder allocates the engine's buffers and records its passes, keeping the first error.
@@ -281,8 +296,8 @@ func (b *builder) build(w *model.Weights) error {
 	e.embeds, b.err = d.embedding(e.embed, e.step, e.tokens, x)
 	for i, l := range w.Layers {
 		p := fmt.Sprintf("model.layers.%d.", i)
-		kc := b.buf(p+"k_cache", e.maxCtx*KV) // [maxCtx, KV]
-		vc := b.buf(p+"v_cache", e.maxCtx*KV)
+		kc := b.buf(p+"k_cache", int(e.kvBytes()/4)) // [maxCtx, KV] in f32, or f16 pairs
+		vc := b.buf(p+"v_cache", int(e.kvBytes()/4))
 		inNorm := b.vec(p+"input_layernorm.weight", l.InputNorm, D)
 		postNorm := b.vec(p+"post_attention_layernorm.weight", l.PostNorm, D)
 		// The matrices of a layer, fused where they read the same input: q, k and v one above the other;
@@ -303,12 +318,12 @@ func (b *builder) build(w *model.Weights) error {
 			// attention rmsnorm, then the q, k and v projections into the qkv rows
 			ops(d.linear(pass.family, qkvW, e.step, x, qkv, qkvB, fusion{norm: inNorm, eps: eps}))
 			// rotary position embedding on q and k; k and v into the cache
-			op(d.rope(e.step, e.invFreq, qkv, kc, vc, H, KVH, HD))
+			op(d.rope(e.step, e.invFreq, qkv, kc, vc, H, KVH, HD, e.kvF16))
 			// causal grouped-query attention over the cache
 			if pass.family == "matvec" {
-				op(d.attention(e.step, qkv, kc, vc, scores, att, H, KVH, HD, Q+2*KV, e.maxCtx))
+				op(d.attention(e.step, qkv, kc, vc, scores, att, H, KVH, HD, Q+2*KV, e.maxCtx, e.kvF16))
 			} else {
-				op(d.attentionPrefill(e.step, qkv, kc, vc, att, H, KVH, HD, Q+2*KV))
+				op(d.attentionPrefill(e.step, qkv, kc, vc, att, H, KVH, HD, Q+2*KV, e.kvF16))
 			}
 			// output projection and residual connection
 			ops(d.linear(pass.family, oW, e.step, att, x, oB, fusion{mode: add}))
@@ -525,12 +540,10 @@ func (e *Engine) forward(tokens []int, pos int, all bool, req *topkRequest) ([][
 			return nil, fmt.Errorf("forward: %w", err)
 		}
 		// the pass: embedding, layers, and the head where logits are wanted
-		var pass []dispatch
+		pass := e.embedding(tokens[lo : lo+n])
 		if n == 1 {
-			pass = append(pass, e.embeds[e.embed.blockOf(tokens[lo])])
 			pass = append(pass, e.decode...)
 		} else {
-			pass = append(pass, e.embeds...)
 			pass = append(pass, e.prefill...)
 		}
 		rows := 0 // logits rows to read back
@@ -556,7 +569,7 @@ func (e *Engine) forward(tokens []int, pos int, all bool, req *topkRequest) ([][
 				return enc.TryCopyBufferToBuffer(e.logits, 0, e.staging, 0, uint64(4*rows*V))
 			}
 			if last && req != nil {
-				return enc.TryCopyBufferToBuffer(e.sampling.best, 0, e.bestStaging, 0, uint64(8*req.k))
+				return enc.TryCopyBufferToBuffer(e.sampling.result, 0, e.bestStaging, 0, uint64(8*req.k))
 			}
 			return nil
 		})
@@ -565,7 +578,7 @@ func (e *Engine) forward(tokens []int, pos int, all bool, req *topkRequest) ([][
 		}
 		cnt.Submits++
 		cnt.Dispatches += t.dispatches
-		cnt.WeightBytes += t.weightBytes
+		cnt.WeightBytes += t.weightBytes + uint64(n)*e.embed.rowBytes()
 		if rows > 0 {
 			raw, err := e.dev.mapRead(e.staging, uint64(4*rows*V))
 			if err != nil {
@@ -579,6 +592,21 @@ func (e *Engine) forward(tokens []int, pos int, all bool, req *topkRequest) ([][
 		}
 	}
 	return out, nil
+}
+
+// embedding returns the embedding lookups of a pass of tokens: one per row block of the table that holds
+// one of them.
+func (e *Engine) embedding(tokens []int) []dispatch {
+	var ds []dispatch
+	for i, b := range e.embed.blocks {
+		for _, t := range tokens {
+			if t >= b.row0 && t < b.row0+b.rows {
+				ds = append(ds, e.embeds[i])
+				break
+			}
+		}
+	}
+	return ds
 }
 
 // penalized keeps the ids buffer of the repetition penalty in step with the context ForwardTopK gets,

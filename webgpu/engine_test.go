@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -214,6 +215,65 @@ func decodeAgainstCPU(t *testing.T, d *Device, cfg *model.Config, w *model.Weigh
 	t.Logf("%d positions, %d identical greedy tokens, max |Δ log-prob| %.2e", maxCtx, steps, worst)
 }
 
+// The f16 KV cache option against model.CPU (whose cache is f32) on the tiny model and the random one:
+// prefill and 64 greedy steps as in TestEngineMatchesCPU, reporting the deviation that rounding keys and
+// values to f16 causes. Its bound only catches broken packing (which is off by whole units); the parity
+// tests keep the f32 cache.
+func TestEngineKVF16(t *testing.T) {
+	d := testDevice(t)
+	m := tinyModel(t)
+	rc, rw := randomModel(1, 999)
+	for _, src := range []struct {
+		name string
+		cfg  *model.Config
+		w    *model.Weights
+	}{{"tiny f32", m.Config, m.Weights}, {"tiny q4", m.Config, q4Weights(m.Weights)}, {"random f32", rc, rw}} {
+		cfg := src.cfg
+		const steps = 64
+		prompt := make([]int, cfg.MaxPositionEmbeddings-steps/2)
+		rng := rand.New(rand.NewPCG(1, 2))
+		for i := range prompt {
+			prompt[i] = rng.IntN(cfg.VocabSize)
+		}
+		maxCtx := len(prompt) + steps
+		gpu, err := NewWithOptions(d, cfg, src.w, Options{MaxContext: maxCtx, KVF16: true})
+		require.NoError(t, err)
+		f32, err := New(d, cfg, src.w, maxCtx)
+		require.NoError(t, err)
+		require.Equal(t, f32.Memory().KVCache/2, gpu.Memory().KVCache)
+		cpu := model.NewCPU(cfg, src.w, maxCtx)
+		got, err := gpu.Forward(prompt, 0, true)
+		require.NoError(t, err)
+		want, err := cpu.Forward(prompt, 0, true)
+		require.NoError(t, err)
+		var worst float64
+		flips := 0
+		for pos := 0; ; pos++ {
+			for i := range want {
+				worst = math.Max(worst, logprobDiff(got[i], want[i]))
+			}
+			if pos == 0 {
+				pos = len(prompt)
+			}
+			if pos == maxCtx {
+				break
+			}
+			tok := argmax(want[len(want)-1])
+			if argmax(got[len(got)-1]) != tok {
+				flips++
+			}
+			got, err = gpu.Forward([]int{tok}, pos, false)
+			require.NoError(t, err)
+			want, err = cpu.Forward([]int{tok}, pos, false)
+			require.NoError(t, err)
+		}
+		t.Logf("%s, f16 KV cache: %d positions, max |Δ log-prob| %.2e, %d of %d greedy tokens differ", src.name, maxCtx, worst, flips, steps)
+		require.Less(t, worst, 0.05, src.name)
+		gpu.Close()
+		f32.Close()
+	}
+}
+
 // golden is testdata/golden/tiny/golden.json, from an independent PyTorch implementation (tools/golden_logits.py).
 type golden struct {
 	VocabSize int `json:"vocab_size"`
@@ -326,6 +386,9 @@ func TestEngineRejectsBadInput(t *testing.T) {
 			q.Data, q.Scales = make([]uint32, q.Rows*q.RowWords()), make([]uint32, q.Rows*q.ScaleWords())
 			w.LMHead.Q = q
 		}, "lm_head.weight: q8"},
+		{func(w *model.Weights) { // q and v in f32, k in q4: fused into one matrix, they must agree
+			w.Layers[0].K.Q = quantizeQ4(w.Layers[0].K.W, w.Layers[0].K.Out, w.Layers[0].K.In)
+		}, "model.layers.0.self_attn.k_proj.weight is q4 (group 32) but model.layers.0.self_attn.q_proj.weight is f32"},
 	} {
 		w := *weights
 		w.Layers = slices.Clone(weights.Layers)
@@ -335,4 +398,222 @@ func TestEngineRejectsBadInput(t *testing.T) {
 	}
 	_, err = New(d, cfg, weights, int(d.Limits.MaxStorageBufferBindingSize))
 	require.ErrorContains(t, err, "KV cache")
+	_, _, err = gpu.ForwardTopK([]int{1}, 0, 65, 1, nil)
+	require.ErrorContains(t, err, "k must be 1 … 64")
+	_, _, err = gpu.ForwardTopK([]int{1}, 0, 0, 1, nil)
+	require.Error(t, err)
+}
+
+// The memory plan is checked before anything is allocated: against the budget, and against the device's
+// binding limit, with the bytes needed and available in the message.
+func TestEngineMemoryPlan(t *testing.T) {
+	d := testDevice(t)
+	cfg, weights := randomModel(3, 999)
+	gpu, err := NewWithOptions(d, cfg, weights, Options{MaxContext: 100})
+	require.NoError(t, err)
+	mem := gpu.Memory()
+	gpu.Close()
+	t.Logf("random model, context 100: %v", mem)
+	// every weight, f32: the embedding, layers and head
+	D, Q, KV, F, V := cfg.HiddenSize, cfg.QDim(), cfg.KVDim(), cfg.IntermediateSize, cfg.VocabSize
+	layer := D*Q + Q + 2*(D*KV+KV) + Q*D + D + 3*D*F + 2*D
+	require.Equal(t, uint64(4*(2*V*D+D+cfg.NumHiddenLayers*layer)), mem.Weights)
+	require.Equal(t, uint64(4*2*cfg.NumHiddenLayers*100*KV), mem.KVCache)
+
+	_, err = NewWithOptions(d, cfg, weights, Options{MaxContext: 100, MemoryBudget: mem.Total() - 1})
+	require.ErrorIs(t, err, ErrOutOfMemory)
+	require.ErrorContains(t, err, fmt.Sprintf("the engine needs %d bytes (weights %d, KV cache %d, scratch %d), the budget is %d bytes",
+		mem.Total(), mem.Weights, mem.KVCache, mem.Scratch, mem.Total()-1))
+	gpu, err = NewWithOptions(d, cfg, weights, Options{MaxContext: 100, MemoryBudget: mem.Total()})
+	require.NoError(t, err)
+	gpu.Close()
+
+	// a context whose per-layer cache binding exceeds the device's limit
+	maxCtx := int(d.Limits.MaxStorageBufferBindingSize/uint64(4*KV)) + 1
+	_, err = New(d, cfg, weights, maxCtx)
+	require.ErrorContains(t, err, fmt.Sprintf("a KV cache of %d positions needs a %d-byte buffer; the device allows %d",
+		maxCtx, 4*maxCtx*KV, d.Limits.MaxStorageBufferBindingSize))
+}
+
+// Dispatches, submits and weight bytes per token, as the engine counts them: a decoded token is one pass,
+// one submit, of 6 dispatches per layer plus the embedding and the head, reading every weight once (and one
+// row of the embedding).
+func TestEngineStats(t *testing.T) {
+	d := testDevice(t)
+	m := tinyModel(t)
+	w := q4Weights(m.Weights)
+	gpu, err := New(d, m.Config, w, 300)
+	require.NoError(t, err)
+	defer gpu.Close()
+	L := m.Config.NumHiddenLayers
+	bytes := func(l model.Linear) uint64 { return uint64(4 * (len(l.Q.Data) + len(l.Q.Scales) + len(l.Bias))) }
+	weights := bytes(w.LMHead) + uint64(4*len(w.Norm)) + bytes(w.Embed)/uint64(w.Embed.Out)
+	for _, l := range w.Layers {
+		weights += bytes(l.Q) + bytes(l.K) + bytes(l.V) + bytes(l.O) + bytes(l.Gate) + bytes(l.Up) + bytes(l.Down) +
+			uint64(4*(len(l.InputNorm)+len(l.PostNorm)))
+	}
+
+	prompt := make([]int, 150) // two prefill passes: 128 and 22 tokens
+	for i := range prompt {
+		prompt[i] = (3 * i) % m.Config.VocabSize
+	}
+	_, err = gpu.Forward(prompt, 0, false)
+	require.NoError(t, err)
+	for i := range 5 {
+		_, err = gpu.Forward([]int{i}, len(prompt)+i, false)
+		require.NoError(t, err)
+	}
+	s := gpu.Stats()
+	require.Equal(t, Counts{Calls: 5, Tokens: 5, Dispatches: 5 * (6*L + 2), Submits: 5, WeightBytes: 5 * weights,
+		ReadbackBytes: 5 * uint64(4*m.Config.VocabSize)}, s.Decode)
+	require.Equal(t, float64(6*L+2), s.Decode.DispatchesPerToken())
+	require.Equal(t, 1.0, s.Decode.SubmitsPerToken())
+	require.Equal(t, float64(weights), s.Decode.WeightBytesPerToken())
+	require.Equal(t, 1, s.Prefill.Calls)
+	require.Equal(t, 150, s.Prefill.Tokens)
+	require.Equal(t, 2, s.Prefill.Submits)
+	require.Equal(t, 2*(1+6*L)+1, s.Prefill.Dispatches) // the head runs for the last token only
+	t.Logf("decode: %.0f dispatches, %.0f submits, %.0f weight bytes per token; prefill: %.2f dispatches, %.3f submits, %.0f weight bytes per token",
+		s.Decode.DispatchesPerToken(), s.Decode.SubmitsPerToken(), s.Decode.WeightBytesPerToken(),
+		s.Prefill.DispatchesPerToken(), s.Prefill.SubmitsPerToken(), s.Prefill.WeightBytesPerToken())
+
+	// top-k adds the penalty (when there is one) and the selection (one dispatch: the vocab fits one slice),
+	// and reads back k pairs
+	_, _, err = gpu.ForwardTopK([]int{7}, len(prompt)+5, 40, 1.1, prompt)
+	require.NoError(t, err)
+	_, _, err = gpu.ForwardTopK([]int{7}, len(prompt)+6, 1, 1, prompt)
+	require.NoError(t, err)
+	s2 := gpu.Stats().Decode
+	require.Equal(t, 7, s2.Calls)
+	require.Len(t, gpu.sampling.topk, 1)
+	require.Equal(t, s.Decode.Dispatches+(6*L+2+2)+(6*L+2+1), s2.Dispatches)
+	require.Equal(t, 7, s2.Submits)
+	require.Equal(t, s.Decode.ReadbackBytes+8*40+8, s2.ReadbackBytes)
+}
+
+// Prompts of several lengths in one Forward call (so in passes of up to 128 tokens, through the tiled
+// kernels) against model.CPU: every position's log-probs, then a few decoded tokens on the cache the
+// prefill left. The 150-token prompt passes max_position_embeddings (128), so dynamic NTK RoPE scales
+// all of its passes by the call's length.
+func TestEnginePrefill(t *testing.T) {
+	d := testDevice(t)
+	m := tinyModel(t)
+	for _, dtype := range []string{"f32", "q4"} {
+		w := m.Weights
+		if dtype == "q4" {
+			w = q4Weights(w)
+		}
+		for _, n := range []int{1, 7, 64, 150} {
+			rng := rand.New(rand.NewPCG(uint64(n), 5))
+			prompt := make([]int, n)
+			for i := range prompt {
+				prompt[i] = rng.IntN(m.Config.VocabSize)
+			}
+			maxCtx := n + 20
+			gpu, err := New(d, m.Config, w, maxCtx)
+			require.NoError(t, err)
+			cpu := model.NewCPU(m.Config, w, maxCtx)
+			for _, all := range []bool{true, false} {
+				got, err := gpu.Forward(prompt, 0, all)
+				require.NoError(t, err)
+				want, err := cpu.Forward(prompt, 0, all)
+				require.NoError(t, err)
+				require.Len(t, got, len(want))
+				var worst float64
+				for i := range want {
+					diff := logprobDiff(got[i], want[i])
+					require.LessOrEqualf(t, diff, 2e-3, "%s prompt of %d, all=%v: row %d", dtype, n, all, i)
+					worst = math.Max(worst, diff)
+				}
+				t.Logf("%s prompt of %d tokens, all=%v: max |Δ log-prob| %.2e", dtype, n, all, worst)
+			}
+			// a second prompt chunk after the first (prefill attending to cached keys), then greedy decoding
+			more := []int{5, 6, 7, 8, 9, 10, 11, 12}
+			got, err := gpu.Forward(more, n, false)
+			require.NoError(t, err)
+			want, err := cpu.Forward(more, n, false)
+			require.NoError(t, err)
+			for pos := n + len(more); pos < maxCtx; pos++ {
+				require.LessOrEqual(t, logprobDiff(got[0], want[0]), 2e-3, "%s prompt of %d: position %d", dtype, n, pos)
+				tok := argmax(want[0])
+				require.Equal(t, tok, argmax(got[0]), "%s prompt of %d: greedy token at position %d", dtype, n, pos)
+				got, err = gpu.Forward([]int{tok}, pos, false)
+				require.NoError(t, err)
+				want, err = cpu.Forward([]int{tok}, pos, false)
+				require.NoError(t, err)
+			}
+			gpu.Close()
+		}
+	}
+}
+
+// ForwardTopK against Forward's logits on the same engine with model.Sampler's penalty and a stable sort
+// (the same GPU logits, so the ids must agree exactly), and against model.CPU within the log-prob
+// tolerance; on the random model with an odd vocabulary and with the real one's size, 128512.
+func TestEngineForwardTopK(t *testing.T) {
+	d := testDevice(t)
+	type step struct {
+		k       int
+		penalty float32
+	}
+	for _, tc := range []struct {
+		vocab int
+		steps []step
+	}{
+		{999, []step{{40, 1.005}, {64, 1.5}, {1, 1}, {1, 2}, {7, 0.5}, {40, 0}}},
+		{128512, []step{{40, 1.005}, {64, 1.5}, {1, 1}}},
+	} {
+		cfg, weights := randomModel(4, tc.vocab)
+		w := q4Weights(weights)
+		const maxCtx = 40
+		gpu, err := New(d, cfg, w, maxCtx)
+		require.NoError(t, err)
+		cpu := model.NewCPU(cfg, w, maxCtx)
+		rng := rand.New(rand.NewPCG(4, 4))
+		context := make([]int, 20)
+		for i := range context {
+			context[i] = rng.IntN(cfg.VocabSize)
+		}
+		// penalise some of the likeliest tokens too
+		first, err := cpu.Forward(context, 0, false)
+		require.NoError(t, err)
+		likely, _ := topkTwin(first[0], 10)
+		context = append(context, likely[:5]...)
+		_, err = cpu.Forward(context[20:], 20, false)
+		require.NoError(t, err)
+		pos := len(context) - 1
+		_, err = gpu.Forward(context[:pos], 0, false)
+		require.NoError(t, err)
+
+		for i, s := range tc.steps {
+			name := fmt.Sprintf("vocab %d, step %d: top-%d, penalty %g", tc.vocab, i, s.k, s.penalty)
+			tok := context[len(context)-1]
+			ids, vals, err := gpu.ForwardTopK([]int{tok}, pos, s.k, s.penalty, context)
+			require.NoError(t, err)
+			// the same position again through Forward: the same logits
+			gpuLogits, err := gpu.Forward([]int{tok}, pos, false)
+			require.NoError(t, err)
+			cpuLogits, err := cpu.Forward([]int{tok}, pos, false)
+			require.NoError(t, err)
+			require.LessOrEqual(t, logprobDiff(gpuLogits[0], cpuLogits[0]), 2e-3, name)
+			p := s.penalty
+			if p <= 0 {
+				p = 1
+			}
+			penaltyTwin(gpuLogits[0], context, p)
+			penaltyTwin(cpuLogits[0], context, p)
+			wantIDs, wantVals := topkTwin(gpuLogits[0], s.k)
+			require.Equal(t, wantIDs, ids, name)
+			require.Equal(t, wantVals, vals, name)
+			cpuIDs, _ := topkTwin(cpuLogits[0], s.k)
+			require.Equal(t, cpuIDs[0], ids[0], "%s: greedy token", name)
+			for j, id := range ids {
+				require.InDelta(t, cpuLogits[0][id], vals[j], 1e-4+1e-3*math.Abs(float64(vals[j])), "%s: logit of %d", name, id)
+			}
+			t.Logf("%s: ids %v…, cpu %v…", name, ids[:min(5, len(ids))], cpuIDs[:min(5, len(cpuIDs))])
+			context = append(context, ids[0])
+			pos++
+		}
+		gpu.Close()
+	}
 }

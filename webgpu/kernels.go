@@ -124,7 +124,8 @@ func matrixBlockRows(q *model.QuantMatrix, maxBinding uint64) (int, error) {
 	return per, nil
 }
 
-// matrix uploads q, in row blocks of at most maxBinding bytes of data.
+// matrix uploads q, in row blocks of at most maxBinding bytes of data. On an error it returns the blocks
+// uploaded so far too, for the caller to release.
 func (d *Device) matrix(name string, q *model.QuantMatrix, maxBinding uint64) (*matrix, error) {
 	if err := q.Check(); err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
@@ -146,11 +147,12 @@ func (d *Device) matrix(name string, q *model.QuantMatrix, maxBinding uint64) (*
 		b := block{row0: r0, rows: min(per, q.Rows-r0)}
 		b.bytes = uint64(4 * b.rows * (rw + sw))
 		if b.data, err = upload(d, name, q.Data[r0*rw:(r0+b.rows)*rw]); err != nil {
-			return nil, err
+			return m, err
 		}
 		if sw > 0 {
 			if b.scales, err = upload(d, name+".scales", q.Scales[r0*sw:(r0+b.rows)*sw]); err != nil {
-				return nil, err
+				b.data.Destroy()
+				return m, err
 			}
 		}
 		m.blocks = append(m.blocks, b)
@@ -237,59 +239,59 @@ func (d *Device) embedding(m *matrix, step, tokens, x *wgpu.Buffer) ([]dispatch,
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", m.name, err)
 		}
-		c.weights, c.tile = b.bytes/uint64(b.rows), 1 // one row per token
-		ds = append(ds, c)
+		ds = append(ds, c) // the engine counts the rows it reads: one per token, whichever block holds it
 	}
 	return ds, nil
 }
 
-// blockOf returns the index of the block of m holding row r.
-func (m *matrix) blockOf(r int) int {
-	for i, b := range m.blocks {
-		if r < b.row0+b.rows {
-			return i
-		}
-	}
-	panic(fmt.Sprintf("webgpu: row %d outside %s", r, m.name))
-}
+// rowBytes is the size of one row of m, scales included.
+func (m *matrix) rowBytes() uint64 { return m.blocks[0].bytes / uint64(m.blocks[0].rows) }
 
 // rope rotates the queries and keys in the qkv rows [n, (heads + 2·kvHeads)·headDim] of the pass's tokens
 // for positions pos … pos+n−1, and writes the keys and values to those positions of the caches k, v
-// [maxCtx, kvHeads·headDim].
-func (d *Device) rope(step, invFreq, qkv, k, v *wgpu.Buffer, heads, kvHeads, headDim int) (dispatch, error) {
+// [maxCtx, kvHeads·headDim] (f32, or f16 pairs with kvF16).
+func (d *Device) rope(step, invFreq, qkv, k, v *wgpu.Buffer, heads, kvHeads, headDim int, kvF16 bool) (dispatch, error) {
 	grid := func(n int) (uint32, uint32) { return d.workgroups(n*(heads+kvHeads), 1), 1 }
-	return d.op("rope", "rope", grid, []any{heads, kvHeads, headDim, (heads + 2*kvHeads) * headDim},
+	return d.op("rope", "rope", grid, []any{heads, kvHeads, headDim, (heads + 2*kvHeads) * headDim, flag(kvF16)},
 		step, invFreq, qkv, k, v)
 }
 
+func flag(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
 func checkAttention(heads, kvHeads, headDim int) error {
-	if headDim > attentionMax || headDim%2 != 0 || kvHeads == 0 || heads%kvHeads != 0 {
-		return fmt.Errorf("attention: head_dim %d (even, at most %d) with %d heads over %d kv heads is not supported",
+	if headDim > attentionMax || headDim%4 != 0 || kvHeads == 0 || heads%kvHeads != 0 {
+		return fmt.Errorf("attention: head_dim %d (a multiple of 4, at most %d) with %d heads over %d kv heads is not supported",
 			headDim, attentionMax, heads, kvHeads)
 	}
 	return nil
 }
 
 // attention: out [heads·headDim] for the query in row 0 of qkv (row length qStride), at position Step.pos,
-// over keys and values 0 … pos of the caches k, v [maxCtx, kvHeads·headDim]; scores [heads·maxCtx] is scratch.
-func (d *Device) attention(step, qkv, k, v, scores, out *wgpu.Buffer, heads, kvHeads, headDim, qStride, maxCtx int) (dispatch, error) {
+// over keys and values 0 … pos of the caches k, v [maxCtx, kvHeads·headDim] (f32, or f16 pairs with kvF16);
+// scores [heads·maxCtx] is scratch.
+func (d *Device) attention(step, qkv, k, v, scores, out *wgpu.Buffer, heads, kvHeads, headDim, qStride, maxCtx int, kvF16 bool) (dispatch, error) {
 	if err := checkAttention(heads, kvHeads, headDim); err != nil {
 		return dispatch{}, err
 	}
 	scale := float32(1 / math.Sqrt(float64(headDim)))
-	return d.op("attention", "attention", fixed(uint32(heads)), []any{heads, kvHeads, headDim, qStride, maxCtx, scale},
+	return d.op("attention", "attention", fixed(uint32(heads)), []any{heads, kvHeads, headDim, qStride, maxCtx, scale, flag(kvF16)},
 		step, qkv, k, v, out, scores)
 }
 
 // attentionPrefill: out [n, heads·headDim] for the queries of the pass's n tokens in the qkv rows, token t
 // at position Step.pos + t attending to keys 0 … pos+t of the caches.
-func (d *Device) attentionPrefill(step, qkv, k, v, out *wgpu.Buffer, heads, kvHeads, headDim, qStride int) (dispatch, error) {
+func (d *Device) attentionPrefill(step, qkv, k, v, out *wgpu.Buffer, heads, kvHeads, headDim, qStride int, kvF16 bool) (dispatch, error) {
 	if err := checkAttention(heads, kvHeads, headDim); err != nil {
 		return dispatch{}, err
 	}
 	scale := float32(1 / math.Sqrt(float64(headDim)))
 	grid := func(n int) (uint32, uint32) { return d.workgroups(n, prefillBlock), uint32(heads) }
-	return d.op("attention", "attention_prefill", grid, []any{heads, kvHeads, headDim, qStride, 0, scale},
+	return d.op("attention", "attention_prefill", grid, []any{heads, kvHeads, headDim, qStride, 0, scale, flag(kvF16)},
 		step, qkv, k, v, out)
 }
 
@@ -300,8 +302,9 @@ type sampling struct {
 	ids     *wgpu.Buffer // [n] distinct ids to penalise
 	cands   *wgpu.Buffer // [slices·topkMax] (id, logit bits)
 	best    *wgpu.Buffer // [topkMax] (id, logit bits)
+	result  *wgpu.Buffer // where the answer lands: best, or cands when there is only one slice
 	penalty dispatch     // penalize
-	topk    []dispatch   // topk, topk_merge
+	topk    []dispatch   // topk, and topk_merge unless there is only one slice
 }
 
 func topkSlices(n int) int { return (n + topkSlice - 1) / topkSlice }
@@ -330,11 +333,14 @@ func (d *Device) newSampling(logits *wgpu.Buffer, n int) (*sampling, error) {
 	if err != nil {
 		return nil, err
 	}
-	merge, err := d.opWith("topk", "topk_merge", fixed(1), s.params, nil, nil, s.cands, s.best)
-	if err != nil {
-		return nil, err
+	s.topk, s.result = []dispatch{first}, s.cands
+	if topkSlices(n) > 1 {
+		merge, err := d.opWith("topk", "topk_merge", fixed(1), s.params, nil, nil, s.cands, s.best)
+		if err != nil {
+			return nil, err
+		}
+		s.topk, s.result = append(s.topk, merge), s.best
 	}
-	s.topk = []dispatch{first, merge}
 	return s, nil
 }
 

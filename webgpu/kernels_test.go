@@ -334,12 +334,58 @@ func asBytes(words []uint32) []byte {
 	return out
 }
 
+// f16Round returns x rounded to f16, as an f16 KV cache holds it.
+func f16Round(x []float32) []float32 {
+	out := make([]float32, len(x))
+	for i, v := range x {
+		out[i] = float16.Fromfloat32(v).Float32()
+	}
+	return out
+}
+
+// kvWords is x as a KV cache holds it: f32 words, or f16 pairs.
+func kvWords(x []float32, f16 bool) []uint32 {
+	if !f16 {
+		return floatWords(x)
+	}
+	out := make([]uint32, len(x)/2)
+	for i := range out {
+		out[i] = uint32(float16.Fromfloat32(x[2*i]).Bits()) | uint32(float16.Fromfloat32(x[2*i+1]).Bits())<<16
+	}
+	return out
+}
+
+// kvFloats reads back n values of a KV cache, checking its guard words.
+func kvFloats(t *testing.T, d *Device, b *wgpu.Buffer, n int, f16 bool) []float32 {
+	if !f16 {
+		return readOutput(t, d, b, n)
+	}
+	got := floatWords(readOutput(t, d, b, n/2))
+	out := make([]float32, n)
+	for i := range out {
+		out[i] = model.F16ToF32(uint16(got[i/2] >> (16 * (i % 2))))
+	}
+	return out
+}
+
+func floatWords(x []float32) []uint32 {
+	out := make([]uint32, len(x))
+	for i, v := range x {
+		out[i] = math.Float32bits(v)
+	}
+	return out
+}
+
 func TestRope(t *testing.T) {
 	d := testDevice(t)
 	rng := rand.New(rand.NewPCG(9, 10))
 	cfg := &model.Config{HeadDim: 128, RopeTheta: 5e7, MaxPositionEmbeddings: 32768, RopeScaling: &model.RopeScaling{Factor: 6}}
 	const heads, kvHeads = 3, 2
-	for _, tc := range []struct{ pos, n, seqLen int }{{0, 1, 1}, {1, 1, 2}, {77, 1, 78}, {70, 9, 79}, {4090, 5, 5000}, {32760, 8, 32768}, {40000, 3, 40003}} {
+	for _, tc := range []struct {
+		pos, n, seqLen int
+		f16            bool
+	}{{0, 1, 1, false}, {1, 1, 2, true}, {77, 1, 78, false}, {70, 9, 79, true}, {4090, 5, 5000, false},
+		{32760, 8, 32768, false}, {40000, 3, 40003, true}} {
 		hd := cfg.HeadDim
 		Q, KV := heads*hd, kvHeads*hd
 		stride := Q + 2*KV
@@ -354,14 +400,21 @@ func TestRope(t *testing.T) {
 		}
 		model.Rope(q, heads, hd, tc.pos, inv)
 		model.Rope(k, kvHeads, hd, tc.pos, inv)
+		if tc.f16 {
+			k, v = f16Round(k), f16Round(v)
+		}
 
 		b := input(t, d, "qkv", qkv)
 		ctx := tc.pos + tc.n + 1 // one position after the tokens', which must stay untouched
-		kc, vc := output(t, d, "k", ctx*KV), output(t, d, "v", ctx*KV)
-		c, err := d.rope(testStep(t, d, tc.pos, tc.n), input(t, d, "inv_freq", inv), b, kc, vc, heads, kvHeads, hd)
+		words := ctx * KV
+		if tc.f16 {
+			words /= 2
+		}
+		kc, vc := output(t, d, "k", words), output(t, d, "v", words)
+		c, err := d.rope(testStep(t, d, tc.pos, tc.n), input(t, d, "inv_freq", inv), b, kc, vc, heads, kvHeads, hd, tc.f16)
 		require.NoError(t, err)
 		require.NoError(t, d.run(tc.n, c))
-		name := fmt.Sprintf("rope pos=%d n=%d", tc.pos, tc.n)
+		name := fmt.Sprintf("rope pos=%d n=%d f16=%v", tc.pos, tc.n, tc.f16)
 		got := readOutput(t, d, b, len(qkv))
 		gotQ := make([]float32, 0, len(q))
 		for i := range tc.n {
@@ -374,20 +427,27 @@ func TestRope(t *testing.T) {
 			want []float32
 			what string
 		}{{kc, k, "k"}, {vc, v, "v"}} {
-			got := readOutput(t, d, c.buf, ctx*KV)
-			requireGuards(t, got[:tc.pos*KV], "%s: %s cache before the tokens", name, c.what)
-			requireGuards(t, got[(tc.pos+tc.n)*KV:], "%s: %s cache after the tokens", name, c.what)
-			requireClose(t, c.want, got[tc.pos*KV:(tc.pos+tc.n)*KV], name+" "+c.what)
+			raw := readOutput(t, d, c.buf, words)
+			first, end := tc.pos*KV, (tc.pos+tc.n)*KV // in values
+			if tc.f16 {
+				first, end = first/2, end/2
+			}
+			requireGuards(t, raw[:first], "%s: %s cache before the tokens", name, c.what)
+			requireGuards(t, raw[end:], "%s: %s cache after the tokens", name, c.what)
+			requireClose(t, c.want, kvFloats(t, d, c.buf, ctx*KV, tc.f16)[tc.pos*KV:(tc.pos+tc.n)*KV], name+" "+c.what)
 		}
 	}
 }
 
 // attentionCase sets up n queries at positions pos… in qkv rows, and a KV cache of maxCtx positions whose
 // positions after the last query hold NaN, which a causal kernel must never read.
-type attentionCase struct{ heads, kvHeads, hd, pos, n, maxCtx int }
+type attentionCase struct {
+	heads, kvHeads, hd, pos, n, maxCtx int
+	f16                                bool // the cache holds f16 pairs
+}
 
 func (tc attentionCase) run(t *testing.T, d *Device, rng *rand.Rand, decode bool) {
-	name := fmt.Sprintf("heads=%d/%d hd=%d pos=%d n=%d", tc.heads, tc.kvHeads, tc.hd, tc.pos, tc.n)
+	name := fmt.Sprintf("heads=%d/%d hd=%d pos=%d n=%d f16=%v", tc.heads, tc.kvHeads, tc.hd, tc.pos, tc.n, tc.f16)
 	Q, KV := tc.heads*tc.hd, tc.kvHeads*tc.hd
 	stride := Q + 2*KV
 	qkv := randFloats(rng, tc.n*stride, 1)
@@ -395,6 +455,9 @@ func (tc attentionCase) run(t *testing.T, d *Device, rng *rand.Rand, decode bool
 	v := randFloats(rng, tc.maxCtx*KV, 1)
 	for i := (tc.pos + tc.n) * KV; i < len(k); i++ {
 		k[i], v[i] = float32(math.NaN()), float32(math.NaN())
+	}
+	if tc.f16 { // the twin reads what the cache holds
+		k, v = f16Round(k), f16Round(v)
 	}
 	q := make([]float32, tc.n*Q)
 	for i := range tc.n {
@@ -405,14 +468,17 @@ func (tc attentionCase) run(t *testing.T, d *Device, rng *rand.Rand, decode bool
 
 	out := output(t, d, "out", len(q))
 	var c dispatch
-	var err error
 	scores := output(t, d, "scores", tc.heads*tc.maxCtx)
+	kb, err := upload(d, "k", append(kvWords(k, tc.f16), guardValue))
+	require.NoError(t, err)
+	vb, err := upload(d, "v", append(kvWords(v, tc.f16), guardValue))
+	require.NoError(t, err)
 	if decode {
-		c, err = d.attention(testStep(t, d, tc.pos, tc.n), input(t, d, "qkv", qkv), input(t, d, "k", k), input(t, d, "v", v),
-			scores, out, tc.heads, tc.kvHeads, tc.hd, stride, tc.maxCtx)
+		c, err = d.attention(testStep(t, d, tc.pos, tc.n), input(t, d, "qkv", qkv), kb, vb,
+			scores, out, tc.heads, tc.kvHeads, tc.hd, stride, tc.maxCtx, tc.f16)
 	} else {
-		c, err = d.attentionPrefill(testStep(t, d, tc.pos, tc.n), input(t, d, "qkv", qkv), input(t, d, "k", k), input(t, d, "v", v),
-			out, tc.heads, tc.kvHeads, tc.hd, stride)
+		c, err = d.attentionPrefill(testStep(t, d, tc.pos, tc.n), input(t, d, "qkv", qkv), kb, vb,
+			out, tc.heads, tc.kvHeads, tc.hd, stride, tc.f16)
 	}
 	require.NoError(t, err)
 	require.NoError(t, d.run(tc.n, c))
@@ -424,10 +490,11 @@ func TestAttention(t *testing.T) {
 	d := testDevice(t)
 	rng := rand.New(rand.NewPCG(11, 12))
 	for _, tc := range []attentionCase{
-		{4, 2, 32, 0, 1, 5},
-		{4, 2, 32, 70, 1, 100},
-		{6, 1, 20, 300, 1, 301}, // head_dim not dividing the workgroup
-		{32, 2, 128, 600, 1, 700},
+		{4, 2, 32, 0, 1, 5, false},
+		{4, 2, 32, 70, 1, 100, true},
+		{6, 1, 20, 300, 1, 301, false}, // head_dim not dividing the workgroup
+		{32, 2, 128, 600, 1, 700, false},
+		{32, 2, 128, 600, 1, 700, true},
 	} {
 		tc.run(t, d, rng, true)
 	}
@@ -437,11 +504,12 @@ func TestAttentionPrefill(t *testing.T) {
 	d := testDevice(t)
 	rng := rand.New(rand.NewPCG(13, 14))
 	for _, tc := range []attentionCase{
-		{4, 2, 32, 0, 1, 5},
-		{4, 2, 32, 0, 7, 9},    // a prompt from position 0, fewer queries than a block
-		{6, 3, 20, 5, 19, 30},  // after cached positions; head_dim not dividing anything
-		{4, 1, 16, 40, 37, 77}, // blocks of queries and keys cut at the edges
-		{32, 2, 128, 90, 20, 111},
+		{4, 2, 32, 0, 1, 5, false},
+		{4, 2, 32, 0, 7, 9, false},   // a prompt from position 0, fewer queries than a block
+		{6, 3, 20, 5, 19, 30, false}, // after cached positions; head_dim not dividing anything
+		{4, 1, 16, 40, 37, 77, true}, // blocks of queries and keys cut at the edges
+		{32, 2, 128, 90, 20, 111, false},
+		{32, 2, 128, 90, 20, 111, true},
 	} {
 		tc.run(t, d, rng, false)
 	}
@@ -506,7 +574,7 @@ func TestTopK(t *testing.T) {
 		require.Equal(t, want, readOutput(t, d, lb, tc.n), "%s: penalised logits", name)
 		staging, err := d.readback("staging", uint64(8*tc.k))
 		require.NoError(t, err)
-		raw, err := d.read(s.best, staging, 0, uint64(8*tc.k))
+		raw, err := d.read(s.result, staging, 0, uint64(8*tc.k))
 		require.NoError(t, err)
 		pairs := words(raw)
 		var gotIDs []int

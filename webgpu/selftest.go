@@ -52,11 +52,13 @@ func (d *Device) selfTest() error {
 		return b, err
 	}
 	m, err := d.matrix("self-test", q, d.Limits.MaxStorageBufferBindingSize)
+	if m != nil {
+		for _, b := range m.blocks {
+			bufs = append(bufs, b.data, b.scales)
+		}
+	}
 	if err != nil {
 		return fmt.Errorf("webgpu: self-test: %w", err)
-	}
-	for _, b := range m.blocks {
-		bufs = append(bufs, b.data, b.scales)
 	}
 	for _, c := range []struct {
 		family string
