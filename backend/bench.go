@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/ilmweb/ilmweb/model"
+	"github.com/ilmweb/ilmweb/webgpu"
 )
 
 // Report is what cmd/bench prints: speeds, and decode bandwidth as a ratio to a limit measured on the same
@@ -79,7 +80,19 @@ func (b *Backend) limit(r *Report) error {
 	return b.gpuLimit(r)
 }
 
-// gpuLimit measures the copy-shader bandwidth of the adapter the engine runs on.
+// gpuLimit measures the copy-shader bandwidth of the adapter the engine runs on (bytes read plus written per
+// second over a 256 MiB buffer, or the largest the device allows) and reads the engine's dispatch counts.
 func (b *Backend) gpuLimit(r *Report) error {
-	return fmt.Errorf("bench: the GPU bandwidth probe is not built yet")
+	size := min(uint64(256<<20), b.Device.Limits.MaxStorageBufferBindingSize, b.Device.Limits.MaxBufferSize)
+	gbps, err := b.Device.CopyBandwidth(size)
+	if err != nil {
+		return err
+	}
+	r.LimitGBPerSec = gbps
+	r.LimitProbe = fmt.Sprintf("WGSL copy of %d MiB, read+write", size>>20)
+	if e, ok := b.Decoder.(*webgpu.Engine); ok {
+		d := e.Stats().Decode
+		r.DispatchesPerToken, r.SubmitsPerToken = d.DispatchesPerToken(), d.SubmitsPerToken()
+	}
+	return nil
 }
