@@ -10,6 +10,10 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/systeminfo"
+	"github.com/chromedp/chromedp"
 )
 
 // The real engine (engine.wasm, built from wasm/) on the tiny synthetic model, converted by cmd/convert.
@@ -134,27 +138,105 @@ func TestWasmEngine(t *testing.T) {
 	}
 }
 
-// TestWasmEngineWebGPU loads the tiny model on WebGPU (SwiftShader in headless Chromium) and checks its
-// greedy answer against the native engine's.
+// TestWasmEngineWebGPU runs the chat page on its default backend, WebGPU (SwiftShader in headless
+// Chromium), which streams the model onto the GPU shard by shard: its greedy answer must be the native
+// CPU engine's, the second turn must reuse the first turn's cache, and a lost device must surface as
+// "device-lost", after which the page reloads the engine and goes on.
 func TestWasmEngineWebGPU(t *testing.T) {
 	engineReady(t)
 	modelDir := tinyModel(t)
 	native := strings.TrimSuffix(goRun(t, "./cmd/chat", "-model", modelDir, "-prompt", prompt, "-temperature", "0", "-max-tokens", "24"), "\n")
 	s := newTestServer(t, &fakeModel{dir: modelDir}, false)
-	ctx := openHarness(t, s)
+	ctx := newBrowser(t)
+	navigate(t, ctx, s.URL+"/test/harness.html")
+	eval[bool](t, ctx, `(localStorage.setItem('ilmweb.settings', JSON.stringify({temperature: 0, max_tokens: 24})), true)`)
 
-	r := eval[loadResult](t, ctx, `load({backend: 'webgpu'})`)
-	if !r.OK && r.Type == "no-webgpu" {
-		t.Skipf("the engine reports no WebGPU: %s", r.Message)
+	start := time.Now()
+	navigate(t, ctx, s.URL+"/") // the page as users open it: backend WebGPU
+	waitFor(t, ctx, `(!document.getElementById('send').disabled && document.getElementById('loader').hidden) || !document.getElementById('notice').hidden`, 2*time.Minute)
+	loaded := time.Since(start)
+	if failed := eval[string](t, ctx, `document.getElementById('notice').hidden ? '' : document.getElementById('notice').dataset.type || 'unknown'`); failed != "" {
+		shown := eval[string](t, ctx, `document.getElementById('notice').innerText`)
+		if failed == "no-webgpu" && !mustRun() {
+			t.Skipf("this Chromium offers no WebGPU; the page shows:\n%s", shown)
+		}
+		t.Fatalf("loading on WebGPU failed (%s); the page shows:\n%s", failed, shown)
 	}
-	if !r.OK {
-		t.Fatalf("load on WebGPU: %s: %s", r.Type, r.Message)
+	engineLine := eval[string](t, ctx, `document.getElementById('status-engine').textContent`)
+	if !strings.HasPrefix(engineLine, "WebGPU") {
+		t.Fatalf("the engine runs on %q, not WebGPU", engineLine)
 	}
-	got := eval[string](t, ctx, `chat([{role: 'user', content: `+jsString(prompt)+`}], {temperature: 0, max_tokens: 24})
-		.then((chunks) => chunks.map((c) => c.choices[0].delta.content ?? '').join(''))`)
-	if got != native {
-		t.Errorf("greedy answer on WebGPU %q, natively %q", got, native)
+	eval[bool](t, ctx, `(document.getElementById('prompt').value = `+jsString(prompt)+`, document.getElementById('composer').requestSubmit(), true)`)
+	waitFor(t, ctx, `document.querySelector('.msg.assistant .content')?.textContent.trim() || (document.querySelector('.msg.assistant') && !document.querySelector('.msg.streaming'))`, 2*time.Minute)
+	firstToken := time.Since(start)
+	waitFor(t, ctx, `!document.querySelector('.msg.streaming')`, 2*time.Minute)
+	answered := time.Since(start)
+	t.Logf("tiny model on %s: page load to engine ready %v, to first token %v, to the whole answer %v", engineLine,
+		loaded.Round(time.Millisecond), firstToken.Round(time.Millisecond), answered.Round(time.Millisecond))
+
+	msgs := storedMessages(t, ctx)
+	if len(msgs) != 2 || msgs[1].Stats == nil || msgs[1].Stats.Error != "" {
+		t.Fatalf("after the first turn the conversation is %+v", msgs)
 	}
+	if msgs[1].Content != native {
+		t.Errorf("greedy answer on WebGPU %q, natively %q", msgs[1].Content, native)
+	}
+	first := *msgs[1].Stats
+
+	// The second turn reuses the first turn's cache: it prefills at most what the first turn added.
+	ask(t, ctx, "Tell me more.")
+	msgs = storedMessages(t, ctx)
+	if len(msgs) != 4 || msgs[3].Stats == nil || msgs[3].Stats.Error != "" {
+		t.Fatalf("after the second turn the conversation is %+v", msgs)
+	}
+	second := *msgs[3].Stats
+	t.Logf("first turn: %d prompt tokens, %d generated; second turn: %d prompt tokens, %d prefilled, %d generated",
+		first.PromptTokens, first.CompletionTokens, second.PromptTokens, second.PrefilledTokens, second.CompletionTokens)
+	if second.PrefilledTokens <= 0 || second.PrefilledTokens > second.PromptTokens-first.PromptTokens {
+		t.Errorf("second turn prefilled %d of %d prompt tokens; the first turn's prompt had %d, so at most %d are new",
+			second.PrefilledTokens, second.PromptTokens, first.PromptTokens, second.PromptTokens-first.PromptTokens)
+	}
+
+	// A GPU reset: with Chromium's GPU process gone, the device is lost, the next answer fails as
+	// "device-lost", the page reloads the engine on a new device, and the conversation goes on.
+	killGPUProcess(t, ctx)
+	eval[bool](t, ctx, `(document.getElementById('prompt').value = 'Again?', document.getElementById('composer').requestSubmit(), true)`)
+	waitFor(t, ctx, `document.getElementById('notice-title').textContent === 'The engine is back'`, 2*time.Minute)
+	msgs = storedMessages(t, ctx)
+	if last := msgs[len(msgs)-1]; last.Stats == nil || !strings.Contains(last.Stats.Error, "GPU device was lost") {
+		t.Fatalf("the answer after the GPU process died ended as %+v", last)
+	}
+	t.Logf("after the GPU process died: %q", msgs[len(msgs)-1].Stats.Error)
+	ask(t, ctx, "Tell me more.")
+	msgs = storedMessages(t, ctx)
+	if last := msgs[len(msgs)-1]; last.Stats == nil || last.Stats.Error != "" || last.Stats.CompletionTokens == 0 {
+		t.Errorf("the answer on the reloaded engine: %+v", last)
+	}
+	if line := eval[string](t, ctx, `document.getElementById('status-engine').textContent`); !strings.HasPrefix(line, "WebGPU") {
+		t.Errorf("the reloaded engine runs on %q", line)
+	}
+}
+
+// killGPUProcess ends the GPU process of the test's Chromium (which starts another on demand).
+func killGPUProcess(t *testing.T, ctx context.Context) {
+	t.Helper()
+	info, err := cdp.Call(ctx, chromedp.FromContext(ctx).Browser, systeminfo.GetProcessInfo, cdp.Empty{})
+	if err != nil {
+		t.Fatalf("SystemInfo.getProcessInfo: %v", err)
+	}
+	for _, p := range info.ProcessInfo {
+		if p.Type == "GPU" {
+			proc, err := os.FindProcess(int(p.ID))
+			if err == nil {
+				err = proc.Kill()
+			}
+			if err != nil {
+				t.Fatalf("kill the GPU process %d: %v", p.ID, err)
+			}
+			return
+		}
+	}
+	t.Fatalf("Chromium has no GPU process: %+v", info.ProcessInfo)
 }
 
 func logWasmSize(t *testing.T, site string) {

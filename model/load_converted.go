@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"unsafe"
 )
 
 // TensorSpec is a checkpoint tensor the model needs: its HF name and PyTorch shape.
@@ -79,9 +80,31 @@ func loadConverted(dir string) (*Model, error) {
 
 // LoadConverted builds a model from a converted directory's manifest, its small files by name, and its
 // shards, fetched one at a time in order: besides the weights (kept as stored: q4 stays q4), only one shard
-// is held at a time. progress, when set, is told the shard bytes done so far. The browser engine loads
-// through it with shards from its cache.
+// is held at a time. progress, when set, is told the shard bytes done so far. LoadConvertedWith can also
+// hand each tensor to a consumer (the GPU engine) instead of keeping it.
 func LoadConverted(man *Manifest, files map[string][]byte, fetch func(shard int) ([]byte, error), progress func(done, total int64)) (*Model, error) {
+	return LoadConvertedWith(man, files, fetch, LoadOptions{Progress: progress})
+}
+
+// LoadOptions are LoadConvertedWith's settings.
+type LoadOptions struct {
+	// Progress, when set, is told the shard bytes done so far, after each shard.
+	Progress func(done, total int64)
+	// Sink, when set, receives every tensor of the model as soon as it is complete: when the shard that
+	// holds its last part has been read (shards are read in order, so tensors arrive in the order of their
+	// last parts, and in manifest order within a shard). q is the tensor as stored, [rows, cols] (a 1-D
+	// tensor is one f32 row); it is the Sink's from then on. Unless the Sink returns keep, the loader drops
+	// its own reference to a 2-D tensor: the model's Linear keeps its shape (Out, In) with Q (and W) nil.
+	// Vectors (norms, biases: a few KB) are always kept. An error ends the load with it.
+	//
+	// With a Sink that keeps nothing, the CPU holds at most one shard and the tensors with parts in shards
+	// read so far whose last part is still to come (for InternLM3-8B in q4: a 64 MiB shard and at most the
+	// 282 MiB embedding or lm_head), never the whole model.
+	Sink func(name string, q *QuantMatrix) (keep bool, err error)
+}
+
+// LoadConvertedWith is LoadConverted with every option.
+func LoadConvertedWith(man *Manifest, files map[string][]byte, fetch func(shard int) ([]byte, error), o LoadOptions) (*Model, error) {
 	need := func(name string) ([]byte, error) {
 		data, ok := files[name]
 		if !ok {
@@ -120,8 +143,7 @@ func LoadConverted(man *Manifest, files map[string][]byte, fetch func(shard int)
 		}
 	}
 
-	// Every tensor the model needs, allocated in its stored form before any shard arrives.
-	quant := map[string]*QuantMatrix{}
+	// Every tensor the model needs must be listed with its shape before any shard is read.
 	for _, spec := range CheckpointTensors(cfg) {
 		t := man.Tensor(spec.Name)
 		if t == nil {
@@ -130,20 +152,36 @@ func LoadConverted(man *Manifest, files map[string][]byte, fetch func(shard int)
 		if !reflect.DeepEqual(t.Shape, spec.Shape) {
 			return nil, fmt.Errorf("%s: tensor %q: shape %v, want %v", ManifestFile, spec.Name, t.Shape, spec.Shape)
 		}
-		q := &QuantMatrix{DType: t.DType, Rows: t.Rows(), Cols: t.Cols(), Group: man.Quant.GroupSize}
-		q.Data = make([]uint32, q.Rows*q.RowWords())
-		if Quantized(q.DType) {
-			q.Scales = make([]uint32, q.Rows*q.ScaleWords())
-		}
-		quant[spec.Name] = q
+	}
+	w := &Weights{Layers: make([]Layer, cfg.NumHiddenLayers)}
+	targets := map[string]weightTarget{}
+	for _, e := range weightTable(cfg, w) {
+		targets[e.name] = e.target
 	}
 	for _, t := range man.Tensors {
-		if quant[t.Name] == nil {
+		if _, ok := targets[t.Name]; !ok {
 			return nil, fmt.Errorf("%s: tensor %q is not part of the model", ManifestFile, t.Name)
 		}
 	}
+	// A tensor is allocated when the shard with its first part is read, and complete after the shard with
+	// its last part (ParseManifest checked that the parts cover its rows in order).
+	type loading struct {
+		t    *TensorEntry
+		q    *QuantMatrix
+		last int // shard of the last part
+	}
+	byShard := make([][]*loading, len(man.Shards)) // the tensors with a part in each shard, in manifest order
+	for i := range man.Tensors {
+		t := &man.Tensors[i]
+		l := &loading{t: t, last: t.Parts[len(t.Parts)-1].Shard}
+		for j, p := range t.Parts {
+			if j == 0 || p.Shard != t.Parts[j-1].Shard {
+				byShard[p.Shard] = append(byShard[p.Shard], l)
+			}
+		}
+	}
 
-	// Shard by shard, copy each part's words to its rows.
+	// Shard by shard, copy each part's words to its rows; hand over the tensors it completes.
 	var done int64
 	for i, sh := range man.Shards {
 		data, err := fetch(i)
@@ -153,8 +191,16 @@ func LoadConverted(man *Manifest, files map[string][]byte, fetch func(shard int)
 		if int64(len(data)) != sh.Bytes {
 			return nil, fmt.Errorf("%s: %d bytes, the manifest says %d (run convert -verify)", sh.Name, len(data), sh.Bytes)
 		}
-		for _, t := range man.Tensors {
-			q := quant[t.Name]
+		for _, l := range byShard[i] {
+			t := l.t
+			if l.q == nil {
+				l.q = &QuantMatrix{DType: t.DType, Rows: t.Rows(), Cols: t.Cols(), Group: man.Quant.GroupSize}
+				l.q.Data = make([]uint32, l.q.Rows*l.q.RowWords())
+				if Quantized(l.q.DType) {
+					l.q.Scales = make([]uint32, l.q.Rows*l.q.ScaleWords())
+				}
+			}
+			q := l.q
 			for _, p := range t.Parts {
 				if p.Shard != i {
 					continue
@@ -166,32 +212,56 @@ func LoadConverted(man *Manifest, files map[string][]byte, fetch func(shard int)
 				}
 			}
 		}
+		for _, l := range byShard[i] {
+			if l.last != i {
+				continue
+			}
+			q := l.q
+			l.q = nil // from here on only the model (if kept) or the sink holds it
+			if err := q.Check(); err != nil {
+				return nil, fmt.Errorf("%s: tensor %q: %w", ManifestFile, l.t.Name, err)
+			}
+			keep := true
+			if o.Sink != nil {
+				if keep, err = o.Sink(l.t.Name, q); err != nil {
+					return nil, err
+				}
+			}
+			target := targets[l.t.Name]
+			if lin := target.lin; lin != nil {
+				lin.Out, lin.In = q.Rows, q.Cols
+				if keep {
+					lin.Q = q
+				}
+				continue
+			}
+			v := make([]float32, q.Cols) // 1-D tensors are one row
+			q.DequantRow(0, v)
+			*target.dst = v
+		}
 		done += sh.Bytes
-		if progress != nil {
-			progress(done, man.TotalBytes)
+		if o.Progress != nil {
+			o.Progress(done, man.TotalBytes)
 		}
-	}
-
-	w := &Weights{Layers: make([]Layer, cfg.NumHiddenLayers)}
-	for _, e := range weightTable(cfg, w) {
-		q := quant[e.name]
-		if err := q.Check(); err != nil {
-			return nil, fmt.Errorf("%s: tensor %q: %w", ManifestFile, e.name, err)
-		}
-		if l := e.target.lin; l != nil {
-			l.Out, l.In, l.Q = q.Rows, q.Cols, q
-			continue
-		}
-		v := make([]float32, q.Cols) // 1-D tensors are one row
-		q.DequantRow(0, v)
-		*e.target.dst = v
 	}
 	return &Model{Config: cfg, Tokenizer: tok, Chat: chat, Stop: stop, Weights: w}, nil
 }
 
-// copyWords decodes little-endian u32 words from src into dst.
+// copyWords decodes little-endian u32 words from src into dst: a plain copy on a little-endian machine
+// (wasm, amd64, arm64), which matters when a model's gigabytes pass through here.
 func copyWords(dst []uint32, src []byte) {
-	for i := range len(src) / 4 {
+	n := len(src) / 4
+	if n == 0 {
+		return
+	}
+	_ = dst[n-1] // bounds check: the copy below must stay inside dst
+	if littleEndian {
+		copy(unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(dst))), 4*n), src[:4*n])
+		return
+	}
+	for i := range n {
 		dst[i] = binary.LittleEndian.Uint32(src[4*i:])
 	}
 }
+
+var littleEndian = binary.NativeEndian.Uint16([]byte{1, 0}) == 1

@@ -3,8 +3,10 @@ package model_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -117,4 +119,150 @@ func TestLoadConvertedErrors(t *testing.T) {
 		_, err = model.Load(dir)
 		require.ErrorContains(t, err, `tensor "model.layers.1.mlp.up_proj.weight" is missing`)
 	})
+}
+
+// openConverted reads a converted directory's manifest and small files, and returns a fetch for its
+// shards, as the browser hands them to LoadConverted.
+func openConverted(t *testing.T, dir string) (*model.Manifest, map[string][]byte, func(int) ([]byte, error)) {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join(dir, model.ManifestFile))
+	require.NoError(t, err)
+	man, err := model.ParseManifest(model.ManifestFile, raw)
+	require.NoError(t, err)
+	files := map[string][]byte{}
+	for _, f := range man.Files {
+		if data, err := os.ReadFile(filepath.Join(dir, f.Name)); err == nil {
+			files[f.Name] = data
+		}
+	}
+	fetch := func(i int) ([]byte, error) { return os.ReadFile(filepath.Join(dir, man.Shards[i].Name)) }
+	return man, files, fetch
+}
+
+// A Sink receives every tensor once, as soon as the shard holding its last part has been read, equal to
+// what a whole load keeps; what it does not keep is left out of the model, shapes aside.
+func TestLoadConvertedSink(t *testing.T) {
+	dir := convertedTiny(t)
+	whole, err := model.Load(dir)
+	require.NoError(t, err)
+	man, files, fetch := openConverted(t, dir)
+	lastShard := map[string]int{}
+	for _, te := range man.Tensors {
+		lastShard[te.Name] = te.Parts[len(te.Parts)-1].Shard
+	}
+	fetched := -1
+	got := map[string]*model.QuantMatrix{}
+	m, err := model.LoadConvertedWith(man, files, func(i int) ([]byte, error) {
+		fetched = i
+		return fetch(i)
+	}, model.LoadOptions{Sink: func(name string, q *model.QuantMatrix) (bool, error) {
+		require.Nil(t, got[name], "%s delivered twice", name)
+		require.Equal(t, lastShard[name], fetched, "%s: delivered after shard %d, its last part is in shard %d", name, fetched, lastShard[name])
+		got[name] = q
+		return name == "lm_head.weight", nil // keep only this one
+	}})
+	require.NoError(t, err)
+	require.Len(t, got, len(man.Tensors))
+
+	ww, w := whole.Weights, m.Weights
+	type pair struct {
+		name      string
+		whole, lo *model.Linear
+	}
+	pairs := []pair{{"model.embed_tokens.weight", &ww.Embed, &w.Embed}}
+	for i := range w.Layers {
+		p, a, b := fmt.Sprintf("model.layers.%d.", i), &ww.Layers[i], &w.Layers[i]
+		pairs = append(pairs, pair{p + "self_attn.q_proj.weight", &a.Q, &b.Q}, pair{p + "self_attn.k_proj.weight", &a.K, &b.K},
+			pair{p + "self_attn.v_proj.weight", &a.V, &b.V}, pair{p + "self_attn.o_proj.weight", &a.O, &b.O},
+			pair{p + "mlp.gate_proj.weight", &a.Gate, &b.Gate}, pair{p + "mlp.up_proj.weight", &a.Up, &b.Up},
+			pair{p + "mlp.down_proj.weight", &a.Down, &b.Down})
+		require.Equal(t, a.InputNorm, b.InputNorm)
+		require.Equal(t, a.PostNorm, b.PostNorm)
+	}
+	require.Equal(t, ww.Norm, w.Norm)
+	for _, p := range pairs {
+		require.Equal(t, p.whole.Q, got[p.name], p.name)
+		require.Equal(t, [2]int{p.whole.Out, p.whole.In}, [2]int{p.lo.Out, p.lo.In}, p.name)
+		require.Nil(t, p.lo.Q, "%s was not kept", p.name)
+		require.Nil(t, p.lo.W, p.name)
+	}
+	require.Equal(t, ww.LMHead.Q, w.LMHead.Q, "lm_head was kept")
+
+	// an error from the Sink ends the load with it
+	_, err = model.LoadConvertedWith(man, files, fetch, model.LoadOptions{Sink: func(name string, q *model.QuantMatrix) (bool, error) {
+		return false, fmt.Errorf("sink refuses %s", name)
+	}})
+	require.ErrorContains(t, err, "sink refuses model.embed_tokens.weight")
+}
+
+// With a Sink that keeps nothing, the CPU never holds more than one shard plus the tensors in flight
+// (begun in shards read so far, ending in a later one): measured as the live heap, after a collection,
+// before every shard is read and whenever a tensor is handed over, on a model 20 times the tiny one cut
+// into 96 KiB shards.
+func TestLoadConvertedSinkMemory(t *testing.T) {
+	root := t.TempDir()
+	src, dst := filepath.Join(root, "hf"), filepath.Join(root, "q4")
+	wide := synth.Preset{Name: "wide", HiddenSize: 512, IntermediateSize: 1536, Layers: 4, Heads: 8, KVHeads: 2, HeadDim: 64,
+		VocabSize: 1024, MaxPositionEmbeddings: 128, RopeTheta: 10000, MaxFileBytes: 4 << 20}
+	require.NoError(t, synth.Write(wide, src, 1))
+	_, err := converter.Convert(context.Background(), src, dst, converter.Options{ShardSize: 96 << 10})
+	require.NoError(t, err)
+	man, files, fetch := openConverted(t, dst)
+
+	// The bound, from the manifest: before shard i, the tensors in flight; while shard i is read, the shard
+	// and every tensor with a part in it or in flight across it.
+	tensorBytes := func(te *model.TensorEntry) int64 {
+		d, s := te.RowBytes(man.Quant.GroupSize)
+		return int64(te.Rows()) * (d + s)
+	}
+	var weights, bound int64
+	before := make([]int64, len(man.Shards)+1) // in flight before shard i is read
+	during := make([]int64, len(man.Shards))
+	for i := range man.Tensors {
+		te := &man.Tensors[i]
+		first, last := te.Parts[0].Shard, te.Parts[len(te.Parts)-1].Shard
+		weights += tensorBytes(te)
+		for s := first + 1; s <= last; s++ {
+			before[s] += tensorBytes(te)
+		}
+		for s := first; s <= last; s++ {
+			during[s] += tensorBytes(te)
+		}
+	}
+	for i, sh := range man.Shards {
+		bound = max(bound, before[i], sh.Bytes+during[i])
+	}
+	t.Logf("%d shards, %d bytes of weights; the most one shard and the tensors in flight hold: %d bytes", len(man.Shards), weights, bound)
+	require.Less(t, 8*bound, weights, "the test needs a model much larger than a shard")
+
+	live := func() int64 {
+		runtime.GC()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		return int64(ms.HeapAlloc)
+	}
+	const slack = 64 << 10 // the loader's own bookkeeping, the norm vectors, the test's records
+	var base, peak int64
+	shard, sunk := 0, 0
+	check := func(where string, allowed int64) {
+		held := live() - base
+		peak = max(peak, held)
+		require.LessOrEqual(t, held, allowed+slack, "%s: %d bytes live, allowed %d + %d", where, held, allowed, slack)
+	}
+	_, err = model.LoadConvertedWith(man, files, func(i int) ([]byte, error) {
+		shard = i
+		if i == 0 {
+			base = live()
+		} else {
+			check(fmt.Sprintf("before shard %d", i), before[i])
+		}
+		return fetch(i)
+	}, model.LoadOptions{Sink: func(name string, q *model.QuantMatrix) (bool, error) {
+		sunk++
+		check(fmt.Sprintf("handing over %s in shard %d", name, shard), man.Shards[shard].Bytes+during[shard])
+		return false, nil
+	}})
+	require.NoError(t, err)
+	require.Equal(t, len(man.Tensors), sunk)
+	t.Logf("peak live heap during the load: %d bytes above the start (%.1f%% of the weights)", peak, 100*float64(peak)/float64(weights))
 }

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/ilmweb/ilmweb/model"
+	"github.com/ilmweb/ilmweb/webgpu"
 )
 
 func main() {
@@ -51,8 +52,6 @@ type engineError struct {
 
 func (e *engineError) Error() string { return e.err.Error() }
 func (e *engineError) Unwrap() error { return e.err }
-
-func typed(kind string, err error) error { return &engineError{kind, err} }
 
 // load({manifest, files, fetchShard, onProgress, contextLength, backend}) → Promise<{adapter, backend, maxContext, vocabSize}>
 func (e *engine) load(this js.Value, args []js.Value) any {
@@ -95,7 +94,8 @@ func (e *engine) load(this js.Value, args []js.Value) any {
 		if v := opts.Get("backend"); v.Type() == js.TypeString {
 			backend = v.String()
 		}
-		m, dec, name, err := open(man, files, fetch, progress, backend, ctxLen)
+		e.unload() // a model loaded before gives its GPU memory back first
+		m, dec, name, adapter, err := open(man, files, fetch, progress, backend, ctxLen)
 		if err != nil {
 			return nil, err
 		}
@@ -103,26 +103,51 @@ func (e *engine) load(this js.Value, args []js.Value) any {
 		e.session = model.NewSession(dec, m.Config)
 		e.replies = model.Replies{}
 		return map[string]any{
-			"adapter": name, "backend": name, "maxContext": dec.MaxContext(), "vocabSize": m.Config.VocabSize,
+			"adapter": adapter, "backend": name, "maxContext": dec.MaxContext(), "vocabSize": m.Config.VocabSize,
 		}, nil
 	})
 }
 
-// open loads the model for the requested backend.
+// unload drops the loaded model, releasing the GPU memory of its engine.
+func (e *engine) unload() {
+	if c, ok := e.dec.(interface{ Close() }); ok {
+		c.Close()
+	}
+	e.m, e.dec, e.session = nil, nil, nil
+}
+
+// gpu is the WebGPU device, opened on the first WebGPU load and kept for later ones unless it was lost.
+var gpu *webgpu.Device
+
+// open loads the model for the requested backend: "webgpu" (the default) streams the shards onto the GPU
+// one at a time, so the weights are never whole in wasm memory; "cpu" (for debugging) holds them all.
+// It returns the decoder with the backend's name and the adapter's.
 func open(man *model.Manifest, files map[string][]byte, fetch func(int) ([]byte, error),
-	progress func(done, total int64), backend string, ctxLen int) (*model.Model, model.Decoder, string, error) {
+	progress func(done, total int64), backend string, ctxLen int) (*model.Model, model.Decoder, string, string, error) {
 	switch backend {
 	case "cpu":
 		m, err := model.LoadConverted(man, files, fetch, progress)
 		if err != nil {
-			return nil, nil, "", err
+			return nil, nil, "", "", err
 		}
 		ctxLen = min(ctxLen, m.Config.MaxPositionEmbeddings*6)
-		return m, model.NewCPU(m.Config, m.Weights, ctxLen), "cpu (wasm)", nil
+		return m, model.NewCPU(m.Config, m.Weights, ctxLen), "cpu", "cpu (wasm)", nil
 	case "", "webgpu":
-		return nil, nil, "", typed("no-webgpu", errors.New("the WebGPU backend is not built into this engine yet; use ?backend=cpu"))
+		if gpu == nil || gpu.Lost() != nil {
+			d, err := webgpu.NewDevice()
+			if err != nil {
+				return nil, nil, "", "", err
+			}
+			gpu = d
+		}
+		ctxLen = min(ctxLen, man.ModelConfig.MaxPositionEmbeddings*6)
+		m, dec, err := webgpu.LoadConverted(gpu, man, files, fetch, progress, webgpu.Options{MaxContext: ctxLen})
+		if err != nil {
+			return nil, nil, "", "", err
+		}
+		return m, dec, "webgpu", gpu.Adapter, nil
 	default:
-		return nil, nil, "", fmt.Errorf("unknown backend %q", backend)
+		return nil, nil, "", "", fmt.Errorf("unknown backend %q", backend)
 	}
 }
 
@@ -267,14 +292,27 @@ func promise(fn func() (any, error)) js.Value {
 
 // jsError builds a JS Error carrying the error kind in .type.
 func jsError(err error) js.Value {
-	kind := "internal"
-	var te *engineError
-	if errors.As(err, &te) {
-		kind = te.kind
-	}
 	e := js.Global().Get("Error").New(err.Error())
-	e.Set("type", kind)
+	e.Set("type", kindOf(err))
 	return e
+}
+
+// kindOf is the kind of error the page acts on: an engineError's own, or the GPU's, else "internal".
+func kindOf(err error) string {
+	var te *engineError
+	switch {
+	case errors.As(err, &te):
+		return te.kind
+	case errors.Is(err, webgpu.ErrNoAdapter): // navigator.gpu missing, or no adapter
+		return "no-webgpu"
+	case errors.Is(err, webgpu.ErrDeviceLost):
+		return "device-lost"
+	case errors.Is(err, webgpu.ErrOutOfMemory):
+		return "out-of-memory"
+	case errors.Is(err, webgpu.ErrLimits): // a buffer or binding the device's limits do not allow
+		return "limits"
+	}
+	return "internal"
 }
 
 // await blocks the calling goroutine until the JS promise settles.

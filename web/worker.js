@@ -94,7 +94,7 @@ function startEngine() {
     } catch (err) {
       throw Object.assign(new Error(`Could not start the engine (engine.wasm): ${err.message}`), { type: 'internal' });
     }
-    globalThis.wasm = source.instance; // the WebGPU binding's JS side looks for the instance here
+    globalThis.wasm = source; // the WebGPU binding's JS side reads wasm.instance.exports.mem
     go.run(source.instance).then(() => {
       // A Go program only exits here on a fatal error (a panic, or running out of memory).
       const out = recentOutput.join('\n');

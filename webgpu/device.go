@@ -12,6 +12,11 @@
 // tokens, with a tiled matmul for the projections and flash-style attention. Weights, activations and the
 // cache stay on the GPU: only the logits Forward returns, or ForwardTopK's k (id, logit) pairs, are read
 // back.
+//
+// An engine is built the same way whether the model is whole in memory (New) or streamed (Loader,
+// LoadConverted): every buffer is planned and allocated from the config and the tensors' dtypes first, and
+// the passes recorded; then each tensor is written to its place as it arrives, in any order, and dropped.
+// The browser thus never holds more of the model than a shard and the tensors in flight.
 package webgpu
 
 import (
@@ -32,6 +37,15 @@ var ErrNoAdapter = errors.New("webgpu: no adapter")
 // through an out-of-memory error scope; wgpu-native cannot, see device_native.go), or the engine's memory
 // plan exceeds the budget it was given.
 var ErrOutOfMemory = errors.New("webgpu: out of GPU memory")
+
+// ErrLimits means the device's limits are too small for what the engine needs: a buffer or binding (a KV
+// cache, a scratch buffer, two rows of a weight matrix) larger than maxBufferSize or
+// maxStorageBufferBindingSize.
+var ErrLimits = errors.New("webgpu: the device's limits are too small")
+
+// ErrDeviceLost means the device was lost (the browser reset the GPU, the driver crashed, or the device was
+// destroyed): every later call fails with it, and the engine has to be built again on a new device.
+var ErrDeviceLost = errors.New("webgpu: the GPU device was lost")
 
 // Device is a WebGPU device and the kernels compiled on it.
 type Device struct {
@@ -159,7 +173,7 @@ func (d *Device) bind(k *kernel, bufs ...*wgpu.Buffer) (*wgpu.BindGroup, error) 
 func (d *Device) buffer(label string, size uint64, usage wgpu.BufferUsage) (*wgpu.Buffer, error) {
 	size = max(16, (size+15)&^15)
 	if size > d.Limits.MaxBufferSize {
-		return nil, fmt.Errorf("buffer %s: %d bytes exceeds the device's maxBufferSize %d", label, size, d.Limits.MaxBufferSize)
+		return nil, fmt.Errorf("%w: buffer %s: %d bytes exceeds the device's maxBufferSize %d", ErrLimits, label, size, d.Limits.MaxBufferSize)
 	}
 	var b *wgpu.Buffer
 	err := d.allocate(func() (err error) {
@@ -192,7 +206,17 @@ func write[T float32 | uint32](d *Device, b *wgpu.Buffer, off uint64, data []T) 
 	if len(data) == 0 {
 		return nil
 	}
-	return d.queue.TryWriteBuffer(b, off, unsafe.Slice((*byte)(unsafe.Pointer(&data[0])), 4*len(data)))
+	return d.writeBytes(b, off, unsafe.Slice((*byte)(unsafe.Pointer(&data[0])), 4*len(data)))
+}
+
+// flush waits until the queue has done everything submitted and written so far: the platform then frees
+// the staging copies of the writes, which would otherwise pile up while a model is uploaded.
+func (d *Device) flush() error {
+	if err := d.submit(func(*wgpu.CommandEncoder) error { return nil }); err != nil {
+		return err
+	}
+	d.wait()
+	return d.uncaptured()
 }
 
 // dispatch is one kernel launch of a pass. A pass runs n tokens (1 when decoding, up to the prefill
@@ -326,3 +350,7 @@ func words(b []byte) []uint32 {
 	copy(unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(out))), 4*len(out)), b)
 	return out
 }
+
+// Lost returns, once the device is lost, an error wrapping ErrDeviceLost that says why; until then nil.
+// Only the browser reports a loss this way (see device_native.go).
+func (d *Device) Lost() error { return d.lost() }

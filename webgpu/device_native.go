@@ -48,8 +48,26 @@ func (d *Device) scoped(f func() error) error { return f() }
 // only guard.
 func (d *Device) allocate(f func() error) error { return f() }
 
+// batch runs f. Natively every call is checked on its own at no extra cost (see scoped).
+func (d *Device) batch(f func() error) error { return f() }
+
 // uncaptured reports errors raised outside any scope. Natively there is nothing to collect: the only call
 // the binding does not scope is Queue.Submit, and an error there aborts in wgpu-native's default handler
 // (the binding cannot install another). The engine keeps Submit clean: every command buffer is validated
 // by TryFinish, and no buffer is destroyed while in use.
 func (d *Device) uncaptured() error { return nil }
+
+// writeBytes copies data into b at byte offset off.
+func (d *Device) writeBytes(b *wgpu.Buffer, off uint64, data []byte) error {
+	return d.queue.TryWriteBuffer(b, off, data)
+}
+
+// wait blocks until the work submitted so far is done.
+func (d *Device) wait() { d.dev.Poll(true, nil) }
+
+// lost reports a lost device. wgpu-native tells of a loss only through the device-lost callback, which the
+// binding cannot install (see open): natively a lost device shows as errors of the calls themselves.
+func (d *Device) lost() error { return nil }
+
+// settle gives the platform a chance to report a loss that caused err; natively there is nothing to wait for.
+func (d *Device) settle() {}

@@ -76,8 +76,33 @@ func New(d *Device, c *model.Config, w *model.Weights, maxCtx int) (*Engine, err
 
 // NewWithOptions is New with every setting. It plans the GPU memory first and fails, saying how many
 // bytes are needed and how many the device allows, when a buffer or binding would exceed the device's
-// limits or the whole exceeds o.MemoryBudget.
+// limits or the whole exceeds o.MemoryBudget. It builds the engine the way a streamed model is (Loader):
+// every buffer first, then w's tensors one by one.
 func NewWithOptions(d *Device, c *model.Config, w *model.Weights, o Options) (*Engine, error) {
+	if len(w.Layers) != c.NumHiddenLayers {
+		return nil, fmt.Errorf("webgpu: %d layers of weights, config has %d", len(w.Layers), c.NumHiddenLayers)
+	}
+	ts := weightsTensors(w)
+	layout := Layout{}
+	for _, t := range ts {
+		layout[t.name] = t.header()
+	}
+	l, err := NewLoader(d, c, layout, o)
+	if err != nil {
+		return nil, err
+	}
+	for _, t := range ts {
+		if err := l.Put(t.name, t.matrix()); err != nil {
+			l.Close()
+			return nil, err
+		}
+	}
+	return l.Finish()
+}
+
+// newEngine plans and allocates an engine for the tensors of layout, recording its passes; the weights'
+// buffers are left zeroed, with the targets that Loader.Put writes the tensors to.
+func newEngine(d *Device, c *model.Config, layout Layout, o Options) (*Engine, map[string]*target, error) {
 	if o.MaxContext == 0 {
 		o.MaxContext = 4096
 	}
@@ -85,30 +110,31 @@ func NewWithOptions(d *Device, c *model.Config, w *model.Weights, o Options) (*E
 		o.PrefillChunk = 128
 	}
 	if o.MaxContext < 0 || o.PrefillChunk < 0 {
-		return nil, fmt.Errorf("webgpu: context length %d and prefill chunk %d must be positive", o.MaxContext, o.PrefillChunk)
-	}
-	if len(w.Layers) != c.NumHiddenLayers {
-		return nil, fmt.Errorf("webgpu: %d layers of weights, config has %d", len(w.Layers), c.NumHiddenLayers)
+		return nil, nil, fmt.Errorf("webgpu: context length %d and prefill chunk %d must be positive", o.MaxContext, o.PrefillChunk)
 	}
 	if err := checkAttention(c.NumAttentionHeads, c.NumKeyValueHeads, c.HeadDim); err != nil {
-		return nil, fmt.Errorf("webgpu: %w", err)
+		return nil, nil, fmt.Errorf("webgpu: %w", err)
 	}
 	e := &Engine{dev: d, cfg: c, maxCtx: o.MaxContext, kvF16: o.KVF16, chunk: min(o.PrefillChunk, o.MaxContext)}
 	// Every token's logits come back through logits [logitRows, vocab]: at most 16 MiB of them per pass.
 	e.logitRows = max(1, min(e.chunk, (16<<20)/(4*c.VocabSize)))
-	var err error
-	if e.mem, err = e.plan(w, o.MemoryBudget); err != nil {
-		return nil, err
+	stacks, vectors := e.tensors()
+	if err := checkLayout(layout, stacks, vectors); err != nil {
+		return nil, nil, err
 	}
-	b := &builder{d: d, e: e}
-	if err := b.build(w); err != nil {
+	var err error
+	if e.mem, err = e.plan(layout, o.MemoryBudget); err != nil {
+		return nil, nil, err
+	}
+	b := &builder{d: d, e: e, layout: layout, targets: map[string]*target{}}
+	if err := d.batch(func() error { return b.build(stacks) }); err != nil {
 		e.Close()
 		if errors.Is(err, ErrOutOfMemory) {
-			return nil, fmt.Errorf("webgpu: the engine needs %v; allocating failed after %d bytes: %w", e.mem, b.allocated, err)
+			return nil, nil, fmt.Errorf("webgpu: the engine needs %v; allocating failed after %d bytes: %w", e.mem, b.allocated, err)
 		}
-		return nil, err
+		return nil, nil, err
 	}
-	return e, nil
+	return e, b.targets, nil
 }
 
 // Close releases the engine's GPU memory. The engine must not be used afterwards.
@@ -142,27 +168,18 @@ func (e *Engine) scratch() map[string]uint64 {
 }
 
 // plan sizes the weights, KV cache and scratch, and checks them against the device's limits and budget.
-func (e *Engine) plan(w *model.Weights, budget uint64) (Memory, error) {
+func (e *Engine) plan(layout Layout, budget uint64) (Memory, error) {
 	c, lim := e.cfg, e.dev.Limits
 	var m Memory
-	linear := func(l model.Linear) uint64 {
-		n := uint64(4 * len(l.Bias))
-		if l.Q != nil {
-			return n + uint64(4*(len(l.Q.Data)+len(l.Q.Scales)))
-		}
-		return n + uint64(4*l.Out*l.In)
-	}
-	m.Weights = linear(w.Embed) + linear(w.LMHead) + uint64(4*len(w.Norm))
-	for _, l := range w.Layers {
-		m.Weights += linear(l.Q) + linear(l.K) + linear(l.V) + linear(l.O) + linear(l.Gate) + linear(l.Up) + linear(l.Down) +
-			uint64(4*(len(l.InputNorm)+len(l.PostNorm)))
+	for _, h := range layout {
+		m.Weights += uint64(4 * h.Rows * (h.RowWords() + h.ScaleWords()))
 	}
 	kv := e.kvBytes() // one layer's keys (or values)
 	m.KVCache = 2 * uint64(c.NumHiddenLayers) * kv
 	check := func(what string, bytes uint64) error {
 		if limit := min(lim.MaxStorageBufferBindingSize, lim.MaxBufferSize); bytes > limit {
-			return fmt.Errorf("webgpu: %s needs a %d-byte buffer; the device allows %d (maxStorageBufferBindingSize %d, maxBufferSize %d)",
-				what, bytes, limit, lim.MaxStorageBufferBindingSize, lim.MaxBufferSize)
+			return fmt.Errorf("%w: %s needs a %d-byte buffer; the device allows %d (maxStorageBufferBindingSize %d, maxBufferSize %d)",
+				ErrLimits, what, bytes, limit, lim.MaxStorageBufferBindingSize, lim.MaxBufferSize)
 		}
 		return nil
 	}
@@ -191,265 +208,6 @@ func (e *Engine) kvBytes() uint64 {
 	return uint64(4 * e.maxCtx * e.cfg.KVDim())
 }
 
-// builder allocates the engine's buffers and records its passes, keeping the first error.
-type builder struct {
-	d         *Device
-	e         *Engine
-	err       error
-	allocated uint64
-}
-
-func (b *builder) keep(buf *wgpu.Buffer, err error) *wgpu.Buffer {
-	if b.err == nil {
-		b.err = err
-	}
-	if buf != nil {
-		b.e.buffers = append(b.e.buffers, buf)
-		b.allocated += buf.GetSize()
-	}
-	return buf
-}
-
-// buf allocates a zeroed storage buffer of n floats.
-func (b *builder) buf(label string, n int) *wgpu.Buffer {
-	if b.err != nil {
-		return nil
-	}
-	return b.keep(b.d.buffer(label, uint64(4*n), storage))
-}
-
-// vec uploads a named vector of n floats.
-func (b *builder) vec(name string, v []float32, n int) *wgpu.Buffer {
-	if b.err != nil {
-		return nil
-	}
-	if len(v) != n {
-		b.err = fmt.Errorf("webgpu: %s has %d values, want %d", name, len(v), n)
-		return nil
-	}
-	return b.keep(upload(b.d, name, v))
-}
-
-// into returns functions that append a constructor's dispatches to pass, keeping the first error.
-func (b *builder) into(pass *[]dispatch) (func([]dispatch, error), func(dispatch, error)) {
-	ops := func(ds []dispatch, err error) {
-		if b.err == nil {
-			*pass, b.err = append(*pass, ds...), err
-		}
-	}
-	return ops, func(c dispatch, err error) { ops([]dispatch{c}, err) }
-}
-
-// matrix uploads q (named name) and keeps its buffers.
-func (b *builder) matrix(name string, q *model.QuantMatrix) *matrix {
-	if b.err != nil {
-		return nil
-	}
-	m, err := b.d.matrix(name, q, b.d.Limits.MaxStorageBufferBindingSize)
-	if m != nil {
-		for _, bl := range m.blocks {
-			b.keep(bl.data, nil)
-			if bl.scales != nil {
-				b.keep(bl.scales, nil)
-			}
-		}
-	}
-	b.err = err
-	return m
-}
-
-// build allocates the buffers and records the decode and prefill passes.
-func (b *builder) build(w *model.Weights) error {
-	e, d, c := b.e, b.d, b.e.cfg
-	D, Q, KV, F, V := c.HiddenSize, c.QDim(), c.KVDim(), c.IntermediateSize, c.VocabSize
-	H, KVH, HD, eps := c.NumAttentionHeads, c.NumKeyValueHeads, c.HeadDim, c.RMSNormEps
-	s := e.scratch()
-	scratch := func(name string) *wgpu.Buffer { return b.buf(name, int(s[name]/4)) }
-	e.step = b.keep(d.stepBuffer())
-	e.tokens = scratch("tokens")
-	e.invFreq = b.buf("inv_freq", HD/2)
-	x := scratch("x")           // [C, D] residual stream
-	qkv := scratch("qkv")       // [C, Q+2KV]
-	att := scratch("att")       // [C, Q]
-	gu := scratch("gu")         // [C, F]
-	scores := scratch("scores") // [H, maxCtx]
-	e.logits = scratch("logits")
-	e.staging = b.keep(d.readback("logits staging", s["logits staging"]))
-	e.bestStaging = b.keep(d.readback("top-k staging", 8*topkMax))
-	if b.err != nil {
-		return b.err
-	}
-	sm, err := d.newSampling(e.logits, V)
-	if err != nil {
-		return err
-	}
-	e.sampling = sm
-	b.keep(sm.params, nil)
-	b.keep(sm.ids, nil)
-	b.keep(sm.cands, nil)
-	b.keep(sm.best, nil)
-
-	e.embed = b.matrix("model.embed_tokens.weight", b.quant("model.embed_tokens.weight", w.Embed, V, D))
-	if b.err != nil {
-		return b.err
-	}
-	e.embeds, b.err = d.embedding(e.embed, e.step, e.tokens, x)
-	for i, l := range w.Layers {
-		p := fmt.Sprintf("model.layers.%d.", i)
-		kc := b.buf(p+"k_cache", int(e.kvBytes()/4)) // [maxCtx, KV] in f32, or f16 pairs
-		vc := b.buf(p+"v_cache", int(e.kvBytes()/4))
-		inNorm := b.vec(p+"input_layernorm.weight", l.InputNorm, D)
-		postNorm := b.vec(p+"post_attention_layernorm.weight", l.PostNorm, D)
-		// The matrices of a layer, fused where they read the same input: q, k and v one above the other;
-		// gate and up interleaved row by row, so that a (gate, up) pair sits in one workgroup's rows.
-		qkvW, qkvB := b.stack(p+"self_attn.{q,k,v}_proj", false,
-			named{p + "self_attn.q_proj", l.Q, Q, D}, named{p + "self_attn.k_proj", l.K, KV, D}, named{p + "self_attn.v_proj", l.V, KV, D})
-		oW, oB := b.stack(p+"self_attn.o_proj", false, named{p + "self_attn.o_proj", l.O, D, Q})
-		guW, guB := b.stack(p+"mlp.{gate,up}_proj", true, named{p + "mlp.gate_proj", l.Gate, F, D}, named{p + "mlp.up_proj", l.Up, F, D})
-		downW, downB := b.stack(p+"mlp.down_proj", false, named{p + "mlp.down_proj", l.Down, D, F})
-		if b.err != nil {
-			return b.err
-		}
-		for _, pass := range []struct {
-			ds     *[]dispatch
-			family string
-		}{{&e.decode, "matvec"}, {&e.prefill, "matmul"}} {
-			ops, op := b.into(pass.ds)
-			// attention rmsnorm, then the q, k and v projections into the qkv rows
-			ops(d.linear(pass.family, qkvW, e.step, x, qkv, qkvB, fusion{norm: inNorm, eps: eps}))
-			// rotary position embedding on q and k; k and v into the cache
-			op(d.rope(e.step, e.invFreq, qkv, kc, vc, H, KVH, HD, e.kvF16))
-			// causal grouped-query attention over the cache
-			if pass.family == "matvec" {
-				op(d.attention(e.step, qkv, kc, vc, scores, att, H, KVH, HD, Q+2*KV, e.maxCtx, e.kvF16))
-			} else {
-				op(d.attentionPrefill(e.step, qkv, kc, vc, att, H, KVH, HD, Q+2*KV, e.kvF16))
-			}
-			// output projection and residual connection
-			ops(d.linear(pass.family, oW, e.step, att, x, oB, fusion{mode: add}))
-			// ffn rmsnorm, then SwiGLU: silu(gate(h)) * up(h)
-			ops(d.linear(pass.family, guW, e.step, x, gu, guB, fusion{norm: postNorm, eps: eps, mode: glu}))
-			// down projection and residual connection
-			ops(d.linear(pass.family, downW, e.step, gu, x, downB, fusion{mode: add}))
-		}
-		if b.err != nil {
-			return b.err
-		}
-	}
-	// final norm and lm_head
-	norm := b.vec("model.norm.weight", w.Norm, D)
-	head, headB := b.stack("lm_head", false, named{"lm_head", w.LMHead, V, D})
-	if b.err != nil {
-		return b.err
-	}
-	ops, _ := b.into(&e.headVec)
-	ops(d.linear("matvec", head, e.step, x, e.logits, headB, fusion{norm: norm, eps: eps}))
-	ops, _ = b.into(&e.headMat)
-	ops(d.linear("matmul", head, e.step, x, e.logits, headB, fusion{norm: norm, eps: eps}))
-	return b.err
-}
-
-// named is a tensor of the model with its expected shape.
-type named struct {
-	name       string
-	l          model.Linear
-	rows, cols int
-}
-
-// quant returns l as a matrix the GPU reads: its converted form, or its f32 weights.
-func (b *builder) quant(name string, l model.Linear, rows, cols int) *model.QuantMatrix {
-	if b.err != nil {
-		return nil
-	}
-	q := l.Q
-	switch {
-	case q == nil && l.W == nil:
-		b.err = fmt.Errorf("webgpu: missing tensor %s.weight", name)
-		return nil
-	case q == nil:
-		q = f32Matrix(l)
-	}
-	if q.Rows != rows || q.Cols != cols {
-		b.err = fmt.Errorf("webgpu: tensor %s.weight: shape [%d, %d], want [%d, %d]", name, q.Rows, q.Cols, rows, cols)
-		return nil
-	}
-	return q
-}
-
-// stack uploads the tensors ts as one matrix, their rows one tensor after the other, or interleaved row
-// by row (all of one shape), with their biases likewise (nil when none has one).
-func (b *builder) stack(name string, interleave bool, ts ...named) (*matrix, *wgpu.Buffer) {
-	qs := make([]*model.QuantMatrix, len(ts))
-	var bias []float32
-	hasBias := false
-	for i, t := range ts {
-		qs[i] = b.quant(t.name, t.l, t.rows, t.cols)
-		if b.err != nil {
-			return nil, nil
-		}
-		if t.l.Bias != nil {
-			hasBias = true
-			if len(t.l.Bias) != t.rows {
-				b.err = fmt.Errorf("webgpu: %s.bias has %d values, want %d", t.name, len(t.l.Bias), t.rows)
-				return nil, nil
-			}
-		}
-		if qs[i].DType != qs[0].DType || qs[i].Group != qs[0].Group {
-			b.err = fmt.Errorf("webgpu: %s.weight is %s (group %d) but %s.weight is %s (group %d): the GPU engine reads them as one matrix",
-				t.name, qs[i].DType, qs[i].Group, ts[0].name, qs[0].DType, qs[0].Group)
-			return nil, nil
-		}
-	}
-	q := qs[0]
-	if len(qs) > 1 {
-		q = &model.QuantMatrix{DType: q.DType, Cols: q.Cols, Group: q.Group}
-		rw, sw := q.RowWords(), q.ScaleWords()
-		for i, t := range ts {
-			q.Rows += t.rows
-			if hasBias && t.l.Bias == nil {
-				ts[i].l.Bias = make([]float32, t.rows)
-			}
-		}
-		if interleave {
-			q.Data, q.Scales = make([]uint32, 0, q.Rows*rw), make([]uint32, 0, q.Rows*sw)
-			for r := 0; r < ts[0].rows; r++ {
-				for i := range ts {
-					q.Data = append(q.Data, qs[i].Data[r*rw:(r+1)*rw]...)
-					q.Scales = append(q.Scales, qs[i].Scales[r*sw:(r+1)*sw]...)
-					if hasBias {
-						bias = append(bias, ts[i].l.Bias[r])
-					}
-				}
-			}
-		} else {
-			for i := range ts {
-				q.Data = append(q.Data, qs[i].Data...)
-				q.Scales = append(q.Scales, qs[i].Scales...)
-				if hasBias {
-					bias = append(bias, ts[i].l.Bias...)
-				}
-			}
-		}
-	} else if hasBias {
-		bias = ts[0].l.Bias
-	}
-	m := b.matrix(name+".weight", q)
-	var bb *wgpu.Buffer
-	if hasBias {
-		bb = b.vec(name+".bias", bias, q.Rows)
-	}
-	return m, bb
-}
-
-// f32Matrix is l's weights as a matrix of dtype f32.
-func f32Matrix(l model.Linear) *model.QuantMatrix {
-	q := &model.QuantMatrix{DType: model.DTypeF32, Rows: l.Out, Cols: l.In, Data: make([]uint32, len(l.W))}
-	for i, v := range l.W {
-		q.Data[i] = math.Float32bits(v)
-	}
-	return q
-}
-
 // MaxContext is the number of positions the KV cache holds.
 func (e *Engine) MaxContext() int { return e.maxCtx }
 
@@ -457,7 +215,24 @@ func (e *Engine) MaxContext() int { return e.maxCtx }
 // logits of every token when all is set, else of the last one only. One token is one pass; more run in
 // passes of up to the prefill chunk (or fewer, when all logits come back), one submit each.
 func (e *Engine) Forward(tokens []int, pos int, all bool) ([][]float32, error) {
-	return e.forward(tokens, pos, all, nil)
+	if err := e.dev.lost(); err != nil {
+		return nil, fmt.Errorf("forward: %w", err)
+	}
+	out, err := e.forward(tokens, pos, all, nil)
+	return out, e.fail(err)
+}
+
+// fail is err, or the device's loss when that is what made the call fail: a lost device rejects the
+// calls in flight with errors that do not say why.
+func (e *Engine) fail(err error) error {
+	if err == nil || errors.Is(err, ErrDeviceLost) {
+		return err
+	}
+	e.dev.settle()
+	if lost := e.dev.lost(); lost != nil {
+		return fmt.Errorf("%w (%v)", lost, err)
+	}
+	return err
 }
 
 // topkRequest is ForwardTopK's work after the forward pass.
@@ -473,6 +248,14 @@ type topkRequest struct {
 // (1 ≤ k ≤ 64), largest first, equal logits in id order: only those k (id, logit) pairs are read back.
 // k = 1 is greedy argmax.
 func (e *Engine) ForwardTopK(tokens []int, pos int, k int, penalty float32, context []int) (ids []int, logits []float32, err error) {
+	if err := e.dev.lost(); err != nil {
+		return nil, nil, fmt.Errorf("forward: %w", err)
+	}
+	ids, logits, err = e.forwardTopK(tokens, pos, k, penalty, context)
+	return ids, logits, e.fail(err)
+}
+
+func (e *Engine) forwardTopK(tokens []int, pos int, k int, penalty float32, context []int) (ids []int, logits []float32, err error) {
 	if k < 1 || k > min(topkMax, e.cfg.VocabSize) {
 		return nil, nil, fmt.Errorf("forward: top-k of %d logits: k must be 1 … %d", k, min(topkMax, e.cfg.VocabSize))
 	}

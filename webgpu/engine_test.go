@@ -433,6 +433,7 @@ func TestEngineMemoryPlan(t *testing.T) {
 	_, err = New(d, cfg, weights, maxCtx)
 	require.ErrorContains(t, err, fmt.Sprintf("a KV cache of %d positions needs a %d-byte buffer; the device allows %d",
 		maxCtx, 4*maxCtx*KV, d.Limits.MaxStorageBufferBindingSize))
+	require.ErrorIs(t, err, ErrLimits) // the browser's engine reports it as "limits"
 }
 
 // Dispatches, submits and weight bytes per token, as the engine counts them: a decoded token is one pass,

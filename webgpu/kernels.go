@@ -99,10 +99,11 @@ func (d *Device) absentBuffer() (*wgpu.Buffer, error) {
 // matrix is a weight matrix on the GPU in a converted dtype, split into row blocks that each fit one
 // storage binding.
 type matrix struct {
-	name       string
-	dtype      string
-	rows, cols int
-	blocks     []block
+	name                 string
+	dtype                string
+	rows, cols           int
+	rowWords, scaleWords int // per row, in data and scales
+	blocks               []block
 }
 
 type block struct {
@@ -119,9 +120,77 @@ func matrixBlockRows(q *model.QuantMatrix, maxBinding uint64) (int, error) {
 		per &^= 1
 	}
 	if per == 0 {
-		return 0, fmt.Errorf("two rows of %d bytes exceed the storage binding limit of %d bytes", 4*q.RowWords(), maxBinding)
+		return 0, fmt.Errorf("%w: two rows of %d bytes exceed the storage binding limit of %d bytes", ErrLimits, 4*q.RowWords(), maxBinding)
 	}
 	return per, nil
+}
+
+// checkMatrix says whether the kernels read a matrix of h's dtype and shape (h's data is not looked at).
+func checkMatrix(name string, h *model.QuantMatrix) error {
+	if err := model.CheckShape(h.DType, h.Rows, h.Cols, h.Group); err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	switch {
+	case h.DType == model.DTypeF32 && h.Cols%4 == 0:
+	case h.DType == model.DTypeQ4 && h.Group == 32:
+	default: // the kernels read 16-byte pieces: a q4 group, or 4 f32 columns
+		return fmt.Errorf("%s: %s [%d, %d] with group %d: the GPU engine reads q4 with groups of 32 and f32 with a multiple of 4 columns",
+			name, h.DType, h.Rows, h.Cols, h.Group)
+	}
+	return nil
+}
+
+// newMatrix allocates a zeroed matrix of h's dtype and shape (h's data is not looked at) in row blocks of
+// at most maxBinding bytes of data; writeRows fills it. On an error it returns the blocks allocated so far
+// too, for the caller to release.
+func (d *Device) newMatrix(name string, h *model.QuantMatrix, maxBinding uint64) (*matrix, error) {
+	if err := checkMatrix(name, h); err != nil {
+		return nil, err
+	}
+	per, err := matrixBlockRows(h, maxBinding)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	m := &matrix{name: name, dtype: h.DType, rows: h.Rows, cols: h.Cols, rowWords: h.RowWords(), scaleWords: h.ScaleWords()}
+	for r0 := 0; r0 < h.Rows; r0 += per {
+		b := block{row0: r0, rows: min(per, h.Rows-r0)}
+		b.bytes = uint64(4 * b.rows * (m.rowWords + m.scaleWords))
+		if b.data, err = d.buffer(name, uint64(4*b.rows*m.rowWords), storage); err != nil {
+			return m, err
+		}
+		if m.scaleWords > 0 {
+			if b.scales, err = d.buffer(name+".scales", uint64(4*b.rows*m.scaleWords), storage); err != nil {
+				b.data.Destroy()
+				return m, err
+			}
+		}
+		m.blocks = append(m.blocks, b)
+	}
+	return m, nil
+}
+
+// writeRows writes rows r0, r0+1, … of m: data holds their data words and scales their scale words (none
+// for unscaled dtypes), whole rows, which may span several blocks.
+func (d *Device) writeRows(m *matrix, r0 int, data, scales []uint32) error {
+	n := len(data) / m.rowWords
+	if len(data) != n*m.rowWords || len(scales) != n*m.scaleWords || r0 < 0 || r0+n > m.rows {
+		return fmt.Errorf("%s: writing %d data and %d scale words at row %d of [%d, %d]", m.name, len(data), len(scales), r0, m.rows, m.cols)
+	}
+	for _, b := range m.blocks {
+		lo, hi := max(r0, b.row0), min(r0+n, b.row0+b.rows)
+		if lo >= hi {
+			continue
+		}
+		if err := write(d, b.data, uint64(4*(lo-b.row0)*m.rowWords), data[(lo-r0)*m.rowWords:(hi-r0)*m.rowWords]); err != nil {
+			return fmt.Errorf("%s: %w", m.name, err)
+		}
+		if m.scaleWords > 0 {
+			if err := write(d, b.scales, uint64(4*(lo-b.row0)*m.scaleWords), scales[(lo-r0)*m.scaleWords:(hi-r0)*m.scaleWords]); err != nil {
+				return fmt.Errorf("%s: %w", m.name, err)
+			}
+		}
+	}
+	return nil
 }
 
 // matrix uploads q, in row blocks of at most maxBinding bytes of data. On an error it returns the blocks
@@ -130,34 +199,11 @@ func (d *Device) matrix(name string, q *model.QuantMatrix, maxBinding uint64) (*
 	if err := q.Check(); err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
-	switch {
-	case q.DType == model.DTypeF32 && q.Cols%4 == 0:
-	case q.DType == model.DTypeQ4 && q.Group == 32:
-	default: // the kernels read 16-byte pieces: a q4 group, or 4 f32 columns
-		return nil, fmt.Errorf("%s: %s [%d, %d] with group %d: the GPU engine reads q4 with groups of 32 and f32 with a multiple of 4 columns",
-			name, q.DType, q.Rows, q.Cols, q.Group)
-	}
-	per, err := matrixBlockRows(q, maxBinding)
+	m, err := d.newMatrix(name, q, maxBinding)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", name, err)
+		return m, err
 	}
-	rw, sw := q.RowWords(), q.ScaleWords()
-	m := &matrix{name: name, dtype: q.DType, rows: q.Rows, cols: q.Cols}
-	for r0 := 0; r0 < q.Rows; r0 += per {
-		b := block{row0: r0, rows: min(per, q.Rows-r0)}
-		b.bytes = uint64(4 * b.rows * (rw + sw))
-		if b.data, err = upload(d, name, q.Data[r0*rw:(r0+b.rows)*rw]); err != nil {
-			return m, err
-		}
-		if sw > 0 {
-			if b.scales, err = upload(d, name+".scales", q.Scales[r0*sw:(r0+b.rows)*sw]); err != nil {
-				b.data.Destroy()
-				return m, err
-			}
-		}
-		m.blocks = append(m.blocks, b)
-	}
-	return m, nil
+	return m, d.writeRows(m, 0, q.Data, q.Scales)
 }
 
 // fusion is what matvec and matmul do around the product W·x.
