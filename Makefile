@@ -3,6 +3,8 @@ GO ?= go
 CACHE := .cache
 WEB_OUT := build/web
 WEB_NPM := $(CACHE)/web-npm
+WORKER_OUT := build/worker
+WORKER_NPM := $(CACHE)/worker-npm
 
 # MODEL is "tiny" (a synthetic model, made on first use, so the page works out of the box) or a Hugging
 # Face repo id such as internlm/internlm3-8b-instruct, downloaded and converted to q4 on first use.
@@ -14,7 +16,7 @@ else
 MODEL_DIR := $(MODELS)/$(subst /,--,$(MODEL))-q4
 endif
 
-.PHONY: run test test-go vet fuzz bench bench-gpu bench-gpu-build deps clean web
+.PHONY: run test test-go vet fuzz bench bench-gpu bench-gpu-build deps clean web worker
 
 ## run: build the page, make sure a converted model exists, and serve both (the URL is printed)
 run: deps web $(MODEL_DIR)/manifest.json
@@ -55,10 +57,12 @@ deps:
 			echo "warning: install Mesa's Vulkan drivers (lavapipe) and the Vulkan loader for the GPU tests"; \
 		fi; \
 	fi
+	@# wrangler (pinned in cmd/worker/package-lock.json) runs the edge worker's test (e2e/worker_test.go).
+	$(MAKE) --no-print-directory $(WORKER_NPM)/node_modules/.package-lock.json
 
 vet:
 	$(GO) vet ./...
-	GOOS=js GOARCH=wasm $(GO) vet ./model/ ./safetensors/ ./webgpu/ ./shaders/
+	GOOS=js GOARCH=wasm $(GO) vet ./model/ ./safetensors/ ./webgpu/ ./shaders/ ./wasm/
 
 # Fuzz targets' seed corpora run as ordinary tests here; `make fuzz` explores further.
 # GPU tests run on lavapipe unless VK_ICD_FILENAMES names another Vulkan driver; REQUIRE_GPU=1 makes a
@@ -78,6 +82,21 @@ web: $(WEB_NPM)/node_modules/.package-lock.json
 $(WEB_NPM)/node_modules/.package-lock.json: web/package.json web/package-lock.json
 	mkdir -p $(WEB_NPM) && cp web/package.json web/package-lock.json $(WEB_NPM)/
 	cd $(WEB_NPM) && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+
+## worker: the edge server (cmd/worker: Go on Cloudflare Workers, the site and models from R2) into build/worker;
+## deploy it with wrangler.toml (README.md, Edge hosting)
+worker: $(WORKER_NPM)/node_modules/.package-lock.json
+	rm -rf $(WORKER_OUT)
+	$(GO) run github.com/syumai/workers/cmd/workers-assets-gen -mode=go -o $(WORKER_OUT)
+	GOOS=js GOARCH=wasm $(GO) build -trimpath -ldflags='-s -w' -o $(WORKER_OUT)/app.wasm ./cmd/worker
+	@echo "$(WORKER_OUT)/app.wasm: $$(wc -c < $(WORKER_OUT)/app.wasm) bytes, $$(gzip -9c $(WORKER_OUT)/app.wasm | wc -c) gzipped (Workers free plan: 3 MiB gzipped)"
+	@echo "wrangler: $(WORKER_NPM)/node_modules/.bin/wrangler"
+
+# Wrangler for the worker, pinned in cmd/worker/package-lock.json and installed outside the source tree. Its
+# packages ship their binaries (workerd, esbuild) as npm dependencies: no install scripts needed.
+$(WORKER_NPM)/node_modules/.package-lock.json: cmd/worker/package.json cmd/worker/package-lock.json
+	mkdir -p $(WORKER_NPM) && cp cmd/worker/package.json cmd/worker/package-lock.json $(WORKER_NPM)/
+	cd $(WORKER_NPM) && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
 
 fuzz:
 	$(GO) test -run=NONE -fuzz=FuzzParseHeader -fuzztime=60s ./safetensors/
