@@ -16,7 +16,7 @@ else
 MODEL_DIR := $(MODELS)/$(subst /,--,$(MODEL))-q4
 endif
 
-.PHONY: run test test-go vet fuzz bench bench-gpu bench-gpu-build deps clean web worker
+.PHONY: run test test-go vet fuzz bench bench-gpu bench-gpu-build deps test-deps apt-nodejs clean web worker
 
 ## run: build the page, make sure a converted model exists, and serve both (the URL is printed)
 run: deps web $(MODEL_DIR)/manifest.json
@@ -31,33 +31,34 @@ $(MODELS)/%-q4/manifest.json:
 	$(GO) run ./cmd/convert -force $(MODEL) $(MODEL_DIR)
 
 ## test: every test, installing what the tests need first
-test: deps vet web test-go
+test: deps test-deps vet web test-go
 
-# The GPU tests need a Vulkan driver: without a GPU, lavapipe (Mesa's CPU driver), installed here when missing.
-deps:
-	@$(GO) version >/dev/null || { echo "Go 1.26 is required: https://go.dev/dl/"; exit 1; }
-	$(GO) mod download
-	@# `make web` needs Node.js and npm; the browser tests (e2e/) drive Debian's Chromium (without it they
-	@# skip, and under CI they fail).
-	@missing=""; command -v chromium >/dev/null || missing="$$missing chromium"; \
-	command -v npm >/dev/null || missing="$$missing nodejs npm"; \
+# apt-get install, when missing, of the Debian packages named in $(1).
+define apt_install
+	@missing=""; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 		if command -v apt-get >/dev/null; then \
 			SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 			$$SUDO apt-get update && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y $$missing; \
 		else \
-			echo "warning: install$$missing for the chat page's build and browser tests"; \
+			echo "warning: install$$missing"; \
 		fi; \
 	fi
-	@if [ "$$(uname -s)" = Linux ] && ! dpkg -s mesa-vulkan-drivers libvulkan1 >/dev/null 2>&1; then \
-		if command -v apt-get >/dev/null; then \
-			SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
-			$$SUDO apt-get update && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y mesa-vulkan-drivers libvulkan1; \
-		else \
-			echo "warning: install Mesa's Vulkan drivers (lavapipe) and the Vulkan loader for the GPU tests"; \
-		fi; \
-	fi
-	@# wrangler (pinned in cmd/worker/package-lock.json) runs the edge worker's test (e2e/worker_test.go).
+endef
+
+# What building and serving needs: Go's modules, and Node.js with npm for the page's pinned libraries.
+deps:
+	@$(GO) version >/dev/null || { echo "Go 1.26 is required: https://go.dev/dl/"; exit 1; }
+	$(GO) mod download
+	@command -v npm >/dev/null || $(MAKE) --no-print-directory apt-nodejs
+
+apt-nodejs:
+	$(call apt_install,nodejs npm)
+
+# What the tests need beyond that: Mesa's Vulkan drivers (lavapipe) for the GPU tests, Debian's Chromium for
+# the browser tests (e2e/), and wrangler (pinned in cmd/worker/package-lock.json) for the edge worker's test.
+test-deps:
+	$(call apt_install,chromium mesa-vulkan-drivers libvulkan1)
 	$(MAKE) --no-print-directory $(WORKER_NPM)/node_modules/.package-lock.json
 
 vet:
