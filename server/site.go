@@ -8,15 +8,15 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"mime"
 	"net/http"
 	"os"
 	"path"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/ilmweb/ilmweb/webfiles"
 )
 
 // SiteConfig says which directories the static server exposes. Empty fields are not served.
@@ -61,12 +61,9 @@ func (s *Site) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	isModel := p == strings.TrimSuffix(modelPrefix, "/") || strings.HasPrefix(p, modelPrefix)
 	if isModel {
 		h := w.Header()
-		h.Set("Access-Control-Allow-Origin", "*")
-		h.Set("Access-Control-Expose-Headers", "Content-Length, Content-Range, Content-Encoding, Accept-Ranges, ETag, Last-Modified")
+		webfiles.SetCORS(h)
 		if r.Method == http.MethodOptions { // CORS preflight (a Range request from another origin may need one)
-			h.Set("Access-Control-Allow-Methods", "GET, HEAD")
-			h.Set("Access-Control-Allow-Headers", "Range, If-None-Match, If-Modified-Since, If-Range")
-			h.Set("Access-Control-Max-Age", "86400")
+			webfiles.SetPreflight(h)
 			w.WriteHeader(http.StatusNoContent)
 			return
 		}
@@ -197,26 +194,6 @@ func openRegular(root *os.Root, name string) (*os.File, fs.FileInfo, bool) {
 	return f, st, true
 }
 
-// shardName matches content-addressed shards: their bytes never change under the same name.
-var shardName = regexp.MustCompile(`^shard-\d+-[0-9a-f]{16}\.bin$`)
-
-// contentTypes are set explicitly: the system MIME table varies between machines, and a browser
-// refuses to stream-compile wasm or run a module served with the wrong type.
-var contentTypes = map[string]string{
-	".html":        "text/html; charset=utf-8",
-	".js":          "text/javascript; charset=utf-8",
-	".mjs":         "text/javascript; charset=utf-8",
-	".css":         "text/css; charset=utf-8",
-	".json":        "application/json",
-	".map":         "application/json",
-	".wasm":        "application/wasm",
-	".webmanifest": "application/manifest+json",
-	".svg":         "image/svg+xml",
-	".txt":         "text/plain; charset=utf-8",
-	".bin":         "application/octet-stream",
-	".model":       "application/octet-stream",
-}
-
 // compressible lists the extensions worth gzipping; shards are not among them (quantized weights barely
 // compress, and their downloads must stay resumable with Range).
 var compressible = map[string]bool{
@@ -231,18 +208,10 @@ func (s *Site) serveFile(w http.ResponseWriter, r *http.Request, f *os.File, st 
 	h := w.Header()
 	base := path.Base(name)
 	ext := strings.ToLower(path.Ext(base))
-	ctype, ok := contentTypes[ext]
-	if !ok {
-		ctype = mime.TypeByExtension(ext)
-	}
-	if ctype != "" {
+	if ctype := webfiles.ContentType(base); ctype != "" {
 		h.Set("Content-Type", ctype)
 	}
-	if shardName.MatchString(base) {
-		h.Set("Cache-Control", "public, max-age=31536000, immutable")
-	} else {
-		h.Set("Cache-Control", "no-cache") // revalidate with the ETag: a 304 is cheap
-	}
+	h.Set("Cache-Control", webfiles.CacheControl(base)) // immutable shards; the rest revalidates with the ETag
 	etag := fmt.Sprintf(`"%x-%x`, st.ModTime().UnixNano(), st.Size())
 	if compressible[ext] {
 		h.Add("Vary", "Accept-Encoding")

@@ -13,6 +13,8 @@ import (
 
 	"github.com/syumai/workers/cloudflare"
 	"github.com/syumai/workers/cloudflare/cache"
+
+	"github.com/ilmweb/ilmweb/webfiles"
 )
 
 // Handler serves the bucket bound as Name (Binding when empty). workers.Serve runs it once per request,
@@ -38,9 +40,9 @@ func (h Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	out.Set("X-Content-Type-Options", "nosniff")
 	key, model, status := Resolve(r.URL.Path)
 	if model {
-		SetCORS(out)
+		webfiles.SetCORS(out)
 		if r.Method == http.MethodOptions { // CORS preflight (a Range request from another origin may need one)
-			SetPreflight(out)
+			webfiles.SetPreflight(out)
 			w.WriteHeader(http.StatusNoContent)
 			return
 		}
@@ -65,7 +67,7 @@ func (h Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	req := joinHeader(r.Header)
-	if r.Method == http.MethodGet && IsShard(key) && req.Get("If-Range") == "" && !strings.Contains(req.Get("Range"), ",") {
+	if r.Method == http.MethodGet && webfiles.IsShard(key) && req.Get("If-Range") == "" && !strings.Contains(req.Get("Range"), ",") {
 		if serveCached(w, r, req) {
 			return
 		}
@@ -128,7 +130,7 @@ func serveObject(w http.ResponseWriter, r *http.Request, req http.Header, bucket
 		}
 	}
 	body := obj.Get("body")
-	if reply.Status == http.StatusOK && r.Method == http.MethodGet && IsShard(key) {
+	if reply.Status == http.StatusOK && r.Method == http.MethodGet && webfiles.IsShard(key) {
 		body = cacheWhileSending(r, out, body, reply.Length)
 	}
 	w.WriteHeader(reply.Status)

@@ -15,10 +15,11 @@ package worker
 
 import (
 	"net/http"
-	"path"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/ilmweb/ilmweb/webfiles"
 )
 
 // Binding is the R2 bucket's binding name in wrangler.toml.
@@ -59,89 +60,6 @@ func Resolve(p string) (key string, model bool, status int) {
 	return prefix + rest, model, 0
 }
 
-// IsShard reports whether a key's file name is a content-addressed shard (shard-NNNNN-<16 hex>.bin): its
-// bytes never change under that name, so it is cached as immutable, at the edge and in browsers.
-func IsShard(key string) bool {
-	name := path.Base(key)
-	digits, ok := strings.CutPrefix(name, "shard-")
-	if !ok {
-		return false
-	}
-	digits, hash, ok := strings.Cut(digits, "-")
-	hash, ok2 := strings.CutSuffix(hash, ".bin")
-	if !ok || !ok2 || digits == "" || len(hash) != 16 {
-		return false
-	}
-	for _, c := range digits {
-		if c < '0' || c > '9' {
-			return false
-		}
-	}
-	for _, c := range hash {
-		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
-			return false
-		}
-	}
-	return true
-}
-
-// contentTypes is package server's table plus the types Go's mime package knows built in (which server
-// falls back on) and the font types Debian's /etc/mime.types gives it: a browser refuses to stream-compile wasm or run a module served with the wrong type.
-var contentTypes = map[string]string{
-	".html":        "text/html; charset=utf-8",
-	".htm":         "text/html; charset=utf-8",
-	".js":          "text/javascript; charset=utf-8",
-	".mjs":         "text/javascript; charset=utf-8",
-	".css":         "text/css; charset=utf-8",
-	".json":        "application/json",
-	".map":         "application/json",
-	".wasm":        "application/wasm",
-	".webmanifest": "application/manifest+json",
-	".svg":         "image/svg+xml",
-	".txt":         "text/plain; charset=utf-8",
-	".bin":         "application/octet-stream",
-	".model":       "application/octet-stream",
-	".png":         "image/png",
-	".jpg":         "image/jpeg",
-	".jpeg":        "image/jpeg",
-	".gif":         "image/gif",
-	".webp":        "image/webp",
-	".avif":        "image/avif",
-	".pdf":         "application/pdf",
-	".xml":         "text/xml; charset=utf-8",
-	".woff2":       "font/woff2", // the page's KaTeX fonts; server gets these from the system's mime.types
-	".woff":        "font/woff",
-	".ttf":         "font/ttf",
-}
-
-// ContentType returns the type a key is served with; "" when its extension is not known (the object's
-// own R2 content type is then used, if it has one).
-func ContentType(key string) string {
-	return contentTypes[strings.ToLower(path.Ext(key))]
-}
-
-// CacheControl returns the Cache-Control header for a key: a year and immutable for shards, revalidation
-// (ETag → 304) for everything else (manifest.json changes between conversions, the page between builds).
-func CacheControl(key string) string {
-	if IsShard(key) {
-		return "public, max-age=31536000, immutable"
-	}
-	return "no-cache"
-}
-
-// SetCORS sets what package server sets on /model/ responses, so a page on another origin can load a model.
-func SetCORS(h http.Header) {
-	h.Set("Access-Control-Allow-Origin", "*")
-	h.Set("Access-Control-Expose-Headers", "Content-Length, Content-Range, Content-Encoding, Accept-Ranges, ETag, Last-Modified")
-}
-
-// SetPreflight adds the preflight answer's headers (with SetCORS's); the status is 204.
-func SetPreflight(h http.Header) {
-	h.Set("Access-Control-Allow-Methods", "GET, HEAD")
-	h.Set("Access-Control-Allow-Headers", "Range, If-None-Match, If-Modified-Since, If-Range")
-	h.Set("Access-Control-Max-Age", "86400")
-}
-
 // Meta is what an R2 object's metadata says about it.
 type Meta struct {
 	Size        int64
@@ -163,11 +81,11 @@ type Reply struct {
 // with Content-Range, an unsatisfiable or malformed one 416; If-Range that no longer matches, or several
 // ranges, give the whole object (200, which a server may always answer). It sets the response headers in out.
 func Decide(method string, req http.Header, key string, m Meta, out http.Header) Reply {
-	ctype := ContentType(key)
+	ctype := webfiles.ContentType(key)
 	if ctype == "" {
 		ctype = m.ContentType
 	}
-	out.Set("Cache-Control", CacheControl(key))
+	out.Set("Cache-Control", webfiles.CacheControl(key))
 	if m.ETag != "" {
 		out.Set("ETag", m.ETag)
 	}
