@@ -204,3 +204,12 @@ func (c *Config) KVDim() int { return c.NumKeyValueHeads * c.HeadDim }
 
 // QDim is the width of one token's queries: heads × head dim.
 func (c *Config) QDim() int { return c.NumAttentionHeads * c.HeadDim }
+
+// ContextLimit is the longest context the model is meant to see: max_position_embeddings, stretched by the
+// rope_scaling factor when dynamic NTK scaling is on (InternLM3: 32768 × 6).
+func (c *Config) ContextLimit() int {
+	if c.RopeScaling != nil {
+		return int(float64(c.MaxPositionEmbeddings) * c.RopeScaling.Factor)
+	}
+	return c.MaxPositionEmbeddings
+}

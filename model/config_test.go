@@ -37,6 +37,7 @@ func TestParseConfigReal(t *testing.T) {
 	require.Equal(t, 1e-5, c.RMSNormEps)
 	require.Equal(t, 256, c.KVDim())
 	require.Equal(t, 4096, c.QDim())
+	require.Equal(t, 196608, c.ContextLimit())
 }
 
 func TestParseConfigLegacyRopeType(t *testing.T) {

@@ -130,7 +130,7 @@ func open(man *model.Manifest, files map[string][]byte, fetch func(int) ([]byte,
 		if err != nil {
 			return nil, nil, "", "", err
 		}
-		ctxLen = min(ctxLen, m.Config.MaxPositionEmbeddings*6)
+		ctxLen = min(ctxLen, m.Config.ContextLimit())
 		return m, model.NewCPU(m.Config, m.Weights, ctxLen), "cpu", "cpu (wasm)", nil
 	case "", "webgpu":
 		if gpu == nil || gpu.Lost() != nil {
@@ -140,7 +140,7 @@ func open(man *model.Manifest, files map[string][]byte, fetch func(int) ([]byte,
 			}
 			gpu = d
 		}
-		ctxLen = min(ctxLen, man.ModelConfig.MaxPositionEmbeddings*6)
+		ctxLen = min(ctxLen, man.ModelConfig.ContextLimit())
 		m, dec, err := webgpu.LoadConverted(gpu, man, files, fetch, progress, webgpu.Options{MaxContext: ctxLen})
 		if err != nil {
 			return nil, nil, "", "", err

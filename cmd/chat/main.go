@@ -68,7 +68,7 @@ func run(o options, in io.Reader, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	ctxLen := min(o.ctxLen, m.Config.MaxPositionEmbeddings*6) // never past what RoPE scaling was tuned for
+	ctxLen := min(o.ctxLen, m.Config.ContextLimit())
 	b, err := backend.Open(o.backend, m, ctxLen)
 	if err != nil {
 		return err

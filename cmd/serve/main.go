@@ -107,5 +107,5 @@ func newAPI(o options) (*server.API, error) {
 		return b, nil
 	},
 
-		ContextLen: min(o.ctxLen, m.Config.MaxPositionEmbeddings*6), QueueSize: queue})
+		ContextLen: min(o.ctxLen, m.Config.ContextLimit()), QueueSize: queue})
 }
