@@ -192,8 +192,8 @@ func (c *Config) validate() error {
 			return fmt.Errorf("field \"rope_scaling\": unsupported rope_type %q (want \"dynamic\")", kind)
 		}
 		rs.RopeType, rs.Type = kind, ""
-		if !(rs.Factor >= 1) || math.IsInf(rs.Factor, 0) {
-			return fmt.Errorf("field \"rope_scaling.factor\": must be >= 1, got %v", rs.Factor)
+		if !(rs.Factor >= 1 && rs.Factor <= 1024) {
+			return fmt.Errorf("field \"rope_scaling.factor\": must be in [1, 1024], got %v", rs.Factor)
 		}
 	}
 	return nil
