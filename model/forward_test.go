@@ -2,8 +2,6 @@ package model
 
 import (
 	"context"
-	"encoding/binary"
-	"encoding/json"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -13,6 +11,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/ilmweb/ilmweb/internal/golden"
 	"github.com/ilmweb/ilmweb/synth"
 )
 
@@ -47,73 +46,28 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// golden is testdata/golden/tiny/golden.json, written by tools/golden_logits.py (an independent PyTorch
-// implementation) for the tiny checkpoint.
-type golden struct {
-	VocabSize int `json:"vocab_size"`
-	Sequence  struct {
-		Messages []Message `json:"messages"`
-		IDs      []int     `json:"ids"`
-	} `json:"sequence"`
-	Greedy struct {
-		Messages  []Message `json:"messages"`
-		PromptIDs []int     `json:"prompt_ids"`
-		Tokens    []int     `json:"tokens"`
-	} `json:"greedy"`
-}
-
-func loadGolden(t *testing.T) (g golden, seqLogprobs, greedyLogprobs [][]float32) {
-	dir := filepath.Join("..", "testdata", "golden", "tiny")
-	data, err := os.ReadFile(filepath.Join(dir, "golden.json"))
+// loadGolden reads the independent implementation's goldens (internal/golden).
+func loadGolden(t *testing.T) *golden.Tiny {
+	g, err := golden.LoadTiny("..")
 	require.NoError(t, err)
-	require.NoError(t, json.Unmarshal(data, &g))
-	read := func(name string) [][]float32 {
-		raw, err := os.ReadFile(filepath.Join(dir, name))
-		require.NoError(t, err)
-		require.Zero(t, len(raw)%(4*g.VocabSize), name)
-		rows := make([][]float32, len(raw)/(4*g.VocabSize))
-		for i := range rows {
-			rows[i] = make([]float32, g.VocabSize)
-			for j := range rows[i] {
-				rows[i][j] = math.Float32frombits(binary.LittleEndian.Uint32(raw[4*(i*g.VocabSize+j):]))
-			}
-		}
-		return rows
-	}
-	return g, read("sequence_logprobs.f32"), read("greedy_logprobs.f32")
+	return g
 }
 
-func logSoftmax(x []float32) []float64 {
-	m := math.Inf(-1)
-	for _, v := range x {
-		m = math.Max(m, float64(v))
-	}
-	var s float64
-	for _, v := range x {
-		s += math.Exp(float64(v) - m)
-	}
-	out := make([]float64, len(x))
-	lse := m + math.Log(s)
-	for i, v := range x {
-		out[i] = float64(v) - lse
+// messages converts golden.json's chat turns.
+func messages(ms []golden.Message) []Message {
+	out := make([]Message, len(ms))
+	for i, m := range ms {
+		out[i] = Message{Role: m.Role, Content: m.Content}
 	}
 	return out
 }
 
-// maxLogprobDiff is max |log_softmax(logits) - want| over a row.
-func maxLogprobDiff(logits, want []float32) float64 {
-	var d float64
-	for i, v := range logSoftmax(logits) {
-		d = math.Max(d, math.Abs(v-float64(want[i])))
-	}
-	return d
-}
-
 func TestCPUMatchesGoldenSequence(t *testing.T) {
 	m := tinyModel(t)
-	g, want, _ := loadGolden(t)
+	g := loadGolden(t)
+	want := g.SequenceLogprobs
 	require.Equal(t, m.Config.VocabSize, g.VocabSize)
-	ids := m.Chat.Encode(g.Sequence.Messages, true)
+	ids := m.Chat.Encode(messages(g.Sequence.Messages), true)
 	require.Equal(t, g.Sequence.IDs, ids, "chat template ids differ from the independent rendering")
 	require.Greater(t, len(ids), m.Config.MaxPositionEmbeddings, "the sequence should reach dynamic NTK RoPE")
 
@@ -121,7 +75,7 @@ func TestCPUMatchesGoldenSequence(t *testing.T) {
 	require.NoError(t, err)
 	var worst float64
 	for pos := range ids {
-		d := maxLogprobDiff(logits[pos], want[pos])
+		d := golden.MaxDiff(logits[pos], want[pos])
 		require.LessOrEqual(t, d, 1e-3, "position %d", pos)
 		worst = math.Max(worst, d)
 	}
@@ -130,8 +84,9 @@ func TestCPUMatchesGoldenSequence(t *testing.T) {
 
 func TestCPUMatchesGoldenGreedy(t *testing.T) {
 	m := tinyModel(t)
-	g, _, want := loadGolden(t)
-	prompt := m.Chat.Encode(g.Greedy.Messages, true)
+	g := loadGolden(t)
+	want := g.GreedyLogprobs
+	prompt := m.Chat.Encode(messages(g.Greedy.Messages), true)
 	require.Equal(t, g.Greedy.PromptIDs, prompt)
 	require.Less(t, len(prompt), m.Config.MaxPositionEmbeddings)
 	require.Greater(t, len(prompt)+len(g.Greedy.Tokens), m.Config.MaxPositionEmbeddings+1,
@@ -146,7 +101,7 @@ func TestCPUMatchesGoldenGreedy(t *testing.T) {
 	require.Equal(t, len(want), len(rec.logits), "one forward per step; the last token needs none")
 	var worst float64
 	for step := range want {
-		d := maxLogprobDiff(rec.logits[step], want[step])
+		d := golden.MaxDiff(rec.logits[step], want[step])
 		require.LessOrEqual(t, d, 1e-3, "step %d", step)
 		worst = math.Max(worst, d)
 	}

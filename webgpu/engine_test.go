@@ -2,8 +2,6 @@ package webgpu
 
 import (
 	"context"
-	"encoding/binary"
-	"encoding/json"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -15,6 +13,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/ilmweb/ilmweb/internal/golden"
 	"github.com/ilmweb/ilmweb/model"
 	"github.com/ilmweb/ilmweb/synth"
 )
@@ -68,33 +67,6 @@ func q4Weights(w *model.Weights) *model.Weights {
 		})
 	}
 	return out
-}
-
-func logSoftmax(x []float32) []float64 {
-	m := math.Inf(-1)
-	for _, v := range x {
-		m = math.Max(m, float64(v))
-	}
-	var s float64
-	for _, v := range x {
-		s += math.Exp(float64(v) - m)
-	}
-	out := make([]float64, len(x))
-	lse := m + math.Log(s)
-	for i, v := range x {
-		out[i] = float64(v) - lse
-	}
-	return out
-}
-
-// logprobDiff is max |log_softmax(got) − log_softmax(want)| over a row.
-func logprobDiff(got, want []float32) float64 {
-	var d float64
-	w := logSoftmax(want)
-	for i, v := range logSoftmax(got) {
-		d = math.Max(d, math.Abs(v-w[i]))
-	}
-	return d
 }
 
 func argmax(x []float32) int {
@@ -181,7 +153,7 @@ func decodeAgainstCPU(t *testing.T, d *Device, cfg *model.Config, w *model.Weigh
 	compare := func(what string, pos int, got, want [][]float32) {
 		require.Len(t, got, len(want))
 		for i := range want {
-			diff := logprobDiff(got[i], want[i])
+			diff := golden.LogprobDiff(got[i], want[i])
 			require.LessOrEqualf(t, diff, 2e-3, "%s: position %d: max |Δ log-prob|", what, pos+i)
 			worst = math.Max(worst, diff)
 		}
@@ -250,7 +222,7 @@ func TestEngineKVF16(t *testing.T) {
 		flips := 0
 		for pos := 0; ; pos++ {
 			for i := range want {
-				worst = math.Max(worst, logprobDiff(got[i], want[i]))
+				worst = math.Max(worst, golden.LogprobDiff(got[i], want[i]))
 			}
 			if pos == 0 {
 				pos = len(prompt)
@@ -274,53 +246,14 @@ func TestEngineKVF16(t *testing.T) {
 	}
 }
 
-// golden is testdata/golden/tiny/golden.json, from an independent PyTorch implementation (tools/golden_logits.py).
-type golden struct {
-	VocabSize int `json:"vocab_size"`
-	Sequence  struct {
-		IDs []int `json:"ids"`
-	} `json:"sequence"`
-	Greedy struct {
-		PromptIDs []int `json:"prompt_ids"`
-		Tokens    []int `json:"tokens"`
-	} `json:"greedy"`
-}
-
-func loadGolden(t *testing.T) (g golden, seqLogprobs, greedyLogprobs [][]float32) {
-	dir := filepath.Join("..", "testdata", "golden", "tiny")
-	data, err := os.ReadFile(filepath.Join(dir, "golden.json"))
-	require.NoError(t, err)
-	require.NoError(t, json.Unmarshal(data, &g))
-	read := func(name string) [][]float32 {
-		raw, err := os.ReadFile(filepath.Join(dir, name))
-		require.NoError(t, err)
-		rows := make([][]float32, len(raw)/(4*g.VocabSize))
-		for i := range rows {
-			rows[i] = make([]float32, g.VocabSize)
-			for j := range rows[i] {
-				rows[i][j] = math.Float32frombits(binary.LittleEndian.Uint32(raw[4*(i*g.VocabSize+j):]))
-			}
-		}
-		return rows
-	}
-	return g, read("sequence_logprobs.f32"), read("greedy_logprobs.f32")
-}
-
-// maxGoldenDiff is max |log_softmax(logits) − want| over a row of golden log-probs.
-func maxGoldenDiff(logits, want []float32) float64 {
-	var d float64
-	for i, v := range logSoftmax(logits) {
-		d = math.Max(d, math.Abs(v-float64(want[i])))
-	}
-	return d
-}
-
 // The engine with f32 weights against the independent reference's log-probs, through model.Session as
 // the chat uses it.
 func TestEngineMatchesGolden(t *testing.T) {
 	d := testDevice(t)
 	m := tinyModel(t)
-	g, seq, greedy := loadGolden(t)
+	g, err := golden.LoadTiny("..")
+	require.NoError(t, err)
+	seq, greedy := g.SequenceLogprobs, g.GreedyLogprobs
 	gpu, err := New(d, m.Config, m.Weights, 512)
 	require.NoError(t, err)
 
@@ -328,7 +261,7 @@ func TestEngineMatchesGolden(t *testing.T) {
 	require.NoError(t, err)
 	var worst float64
 	for pos := range g.Sequence.IDs {
-		diff := maxGoldenDiff(logits[pos], seq[pos])
+		diff := golden.MaxDiff(logits[pos], seq[pos])
 		require.LessOrEqual(t, diff, 2e-3, "sequence position %d", pos)
 		worst = math.Max(worst, diff)
 	}
@@ -341,7 +274,7 @@ func TestEngineMatchesGolden(t *testing.T) {
 	require.Equal(t, g.Greedy.Tokens, res.Tokens)
 	worst = 0
 	for step := range greedy {
-		diff := maxGoldenDiff(rec.logits[step], greedy[step])
+		diff := golden.MaxDiff(rec.logits[step], greedy[step])
 		require.LessOrEqual(t, diff, 2e-3, "greedy step %d", step)
 		worst = math.Max(worst, diff)
 	}
@@ -522,7 +455,7 @@ func TestEnginePrefill(t *testing.T) {
 				require.Len(t, got, len(want))
 				var worst float64
 				for i := range want {
-					diff := logprobDiff(got[i], want[i])
+					diff := golden.LogprobDiff(got[i], want[i])
 					require.LessOrEqualf(t, diff, 2e-3, "%s prompt of %d, all=%v: row %d", dtype, n, all, i)
 					worst = math.Max(worst, diff)
 				}
@@ -535,7 +468,7 @@ func TestEnginePrefill(t *testing.T) {
 			want, err := cpu.Forward(more, n, false)
 			require.NoError(t, err)
 			for pos := n + len(more); pos < maxCtx; pos++ {
-				require.LessOrEqual(t, logprobDiff(got[0], want[0]), 2e-3, "%s prompt of %d: position %d", dtype, n, pos)
+				require.LessOrEqual(t, golden.LogprobDiff(got[0], want[0]), 2e-3, "%s prompt of %d: position %d", dtype, n, pos)
 				tok := argmax(want[0])
 				require.Equal(t, tok, argmax(got[0]), "%s prompt of %d: greedy token at position %d", dtype, n, pos)
 				got, err = gpu.Forward([]int{tok}, pos, false)
@@ -596,7 +529,7 @@ func TestEngineForwardTopK(t *testing.T) {
 			require.NoError(t, err)
 			cpuLogits, err := cpu.Forward([]int{tok}, pos, false)
 			require.NoError(t, err)
-			require.LessOrEqual(t, logprobDiff(gpuLogits[0], cpuLogits[0]), 2e-3, name)
+			require.LessOrEqual(t, golden.LogprobDiff(gpuLogits[0], cpuLogits[0]), 2e-3, name)
 			p := s.penalty
 			if p <= 0 {
 				p = 1
