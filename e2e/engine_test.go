@@ -104,35 +104,14 @@ func TestWasmEngine(t *testing.T) {
 	t.Logf("tiny model, CPU backend in wasm: page load to engine ready %v, to first token %v", loaded.Round(time.Millisecond), firstToken.Round(time.Millisecond))
 	logWasmSize(t, site)
 
-	msgs := storedMessages(t, ctx)
-	if len(msgs) != 2 || msgs[1].Stats == nil || msgs[1].Stats.Error != "" {
-		t.Fatalf("after the first turn the conversation is %+v", msgs)
-	}
-	if msgs[1].Content != native {
-		t.Errorf("greedy answer in the browser %q, natively %q", msgs[1].Content, native)
-	}
-	first := *msgs[1].Stats
-
-	// The second turn reuses the first turn's cache: it prefills at most what the first turn added.
-	ask(t, ctx, "Tell me more.")
-	msgs = storedMessages(t, ctx)
-	if len(msgs) != 4 || msgs[3].Stats == nil || msgs[3].Stats.Error != "" {
-		t.Fatalf("after the second turn the conversation is %+v", msgs)
-	}
-	second := *msgs[3].Stats
-	t.Logf("first turn: %d prompt tokens, %d generated; second turn: %d prompt tokens, %d prefilled",
-		first.PromptTokens, first.CompletionTokens, second.PromptTokens, second.PrefilledTokens)
-	if second.PrefilledTokens <= 0 || second.PrefilledTokens > second.PromptTokens-first.PromptTokens {
-		t.Errorf("second turn prefilled %d of %d prompt tokens; the first turn's prompt had %d, so at most %d are new",
-			second.PrefilledTokens, second.PromptTokens, first.PromptTokens, second.PromptTokens-first.PromptTokens)
-	}
+	checkTwoTurns(t, ctx, native)
 
 	// With the server gone, a reload opens the app from the service worker and the model from storage.
 	waitFor(t, ctx, `navigator.serviceWorker.controller`, 30*time.Second)
 	s.Close()
 	openPage(t, ctx, s)
 	ask(t, ctx, prompt)
-	msgs = storedMessages(t, ctx)
+	msgs := storedMessages(t, ctx)
 	if last := msgs[len(msgs)-1]; last.Stats == nil || (last.Stats.FinishReason != "stop" && last.Stats.FinishReason != "length") {
 		t.Errorf("offline answer %+v", last)
 	}
@@ -174,35 +153,14 @@ func TestWasmEngineWebGPU(t *testing.T) {
 	t.Logf("tiny model on %s: page load to engine ready %v, to first token %v, to the whole answer %v", engineLine,
 		loaded.Round(time.Millisecond), firstToken.Round(time.Millisecond), answered.Round(time.Millisecond))
 
-	msgs := storedMessages(t, ctx)
-	if len(msgs) != 2 || msgs[1].Stats == nil || msgs[1].Stats.Error != "" {
-		t.Fatalf("after the first turn the conversation is %+v", msgs)
-	}
-	if msgs[1].Content != native {
-		t.Errorf("greedy answer on WebGPU %q, natively %q", msgs[1].Content, native)
-	}
-	first := *msgs[1].Stats
-
-	// The second turn reuses the first turn's cache: it prefills at most what the first turn added.
-	ask(t, ctx, "Tell me more.")
-	msgs = storedMessages(t, ctx)
-	if len(msgs) != 4 || msgs[3].Stats == nil || msgs[3].Stats.Error != "" {
-		t.Fatalf("after the second turn the conversation is %+v", msgs)
-	}
-	second := *msgs[3].Stats
-	t.Logf("first turn: %d prompt tokens, %d generated; second turn: %d prompt tokens, %d prefilled, %d generated",
-		first.PromptTokens, first.CompletionTokens, second.PromptTokens, second.PrefilledTokens, second.CompletionTokens)
-	if second.PrefilledTokens <= 0 || second.PrefilledTokens > second.PromptTokens-first.PromptTokens {
-		t.Errorf("second turn prefilled %d of %d prompt tokens; the first turn's prompt had %d, so at most %d are new",
-			second.PrefilledTokens, second.PromptTokens, first.PromptTokens, second.PromptTokens-first.PromptTokens)
-	}
+	checkTwoTurns(t, ctx, native)
 
 	// A GPU reset: with Chromium's GPU process gone, the device is lost, the next answer fails as
 	// "device-lost", the page reloads the engine on a new device, and the conversation goes on.
 	killGPUProcess(t, ctx)
 	eval[bool](t, ctx, `(document.getElementById('prompt').value = 'Again?', document.getElementById('composer').requestSubmit(), true)`)
 	waitFor(t, ctx, `document.getElementById('notice-title').textContent === 'The engine is back'`, 2*time.Minute)
-	msgs = storedMessages(t, ctx)
+	msgs := storedMessages(t, ctx)
 	if last := msgs[len(msgs)-1]; last.Stats == nil || !strings.Contains(last.Stats.Error, "GPU device was lost") {
 		t.Fatalf("the answer after the GPU process died ended as %+v", last)
 	}
@@ -258,4 +216,30 @@ type countWriter struct{ n int64 }
 func (c *countWriter) Write(p []byte) (int, error) {
 	c.n += int64(len(p))
 	return len(p), nil
+}
+
+// checkTwoTurns checks the conversation after the page's first answer: it equals the native greedy answer;
+// then a second turn must reuse the first turn's cache, prefilling at most what the first turn added.
+func checkTwoTurns(t *testing.T, ctx context.Context, native string) {
+	t.Helper()
+	msgs := storedMessages(t, ctx)
+	if len(msgs) != 2 || msgs[1].Stats == nil || msgs[1].Stats.Error != "" {
+		t.Fatalf("after the first turn the conversation is %+v", msgs)
+	}
+	if msgs[1].Content != native {
+		t.Errorf("greedy answer in the browser %q, natively %q", msgs[1].Content, native)
+	}
+	first := *msgs[1].Stats
+	ask(t, ctx, "Tell me more.")
+	msgs = storedMessages(t, ctx)
+	if len(msgs) != 4 || msgs[3].Stats == nil || msgs[3].Stats.Error != "" {
+		t.Fatalf("after the second turn the conversation is %+v", msgs)
+	}
+	second := *msgs[3].Stats
+	t.Logf("first turn: %d prompt tokens, %d generated; second turn: %d prompt tokens, %d prefilled, %d generated",
+		first.PromptTokens, first.CompletionTokens, second.PromptTokens, second.PrefilledTokens, second.CompletionTokens)
+	if second.PrefilledTokens <= 0 || second.PrefilledTokens > second.PromptTokens-first.PromptTokens {
+		t.Errorf("second turn prefilled %d of %d prompt tokens; the first turn's prompt had %d, so at most %d are new",
+			second.PrefilledTokens, second.PromptTokens, first.PromptTokens, second.PromptTokens-first.PromptTokens)
+	}
 }
