@@ -39,33 +39,9 @@ func IsConverted(dir string) bool {
 // loadConverted reads a converted model directory. Sizes are checked, hashes are not (convert -verify
 // does that).
 func loadConverted(dir string) (*Model, error) {
-	manPath := filepath.Join(dir, ManifestFile)
-	raw, err := os.ReadFile(manPath)
-	if err != nil {
-		return nil, fmt.Errorf("read manifest: %w", err)
-	}
-	man, err := ParseManifest(manPath, raw)
+	man, files, fetch, err := OpenConverted(dir)
 	if err != nil {
 		return nil, err
-	}
-	files := map[string][]byte{}
-	for _, f := range man.Files {
-		data, err := os.ReadFile(filepath.Join(dir, f.Name))
-		if os.IsNotExist(err) {
-			continue // optional files (generation_config.json) may be absent; required ones are checked below
-		}
-		if err != nil {
-			return nil, fmt.Errorf("read %s: %w", f.Name, err)
-		}
-		files[f.Name] = data
-	}
-	fetch := func(i int) ([]byte, error) {
-		path := filepath.Join(dir, man.Shards[i].Name)
-		data, err := os.ReadFile(path)
-		if err != nil {
-			return nil, fmt.Errorf("read shard: %w", err)
-		}
-		return data, nil
 	}
 	m, err := LoadConverted(man, files, fetch, nil)
 	if err != nil {
@@ -76,6 +52,39 @@ func loadConverted(dir string) (*Model, error) {
 		return nil, fmt.Errorf("%s: config.json differs from the manifest's config", dir)
 	}
 	return m, nil
+}
+
+// OpenConverted reads a converted directory as LoadConverted takes it (and as the browser hands it over):
+// the manifest, the small files by name, and a fetch for the shards.
+func OpenConverted(dir string) (*Manifest, map[string][]byte, func(shard int) ([]byte, error), error) {
+	manPath := filepath.Join(dir, ManifestFile)
+	raw, err := os.ReadFile(manPath)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("read manifest: %w", err)
+	}
+	man, err := ParseManifest(manPath, raw)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	files := map[string][]byte{}
+	for _, f := range man.Files {
+		data, err := os.ReadFile(filepath.Join(dir, f.Name))
+		if os.IsNotExist(err) {
+			continue // optional files (generation_config.json) may be absent; LoadConverted checks the required ones
+		}
+		if err != nil {
+			return nil, nil, nil, fmt.Errorf("read %s: %w", f.Name, err)
+		}
+		files[f.Name] = data
+	}
+	fetch := func(i int) ([]byte, error) {
+		data, err := os.ReadFile(filepath.Join(dir, man.Shards[i].Name))
+		if err != nil {
+			return nil, fmt.Errorf("read shard: %w", err)
+		}
+		return data, nil
+	}
+	return man, files, fetch, nil
 }
 
 // LoadConverted builds a model from a converted directory's manifest, its small files by name, and its

@@ -121,21 +121,11 @@ func TestLoadConvertedErrors(t *testing.T) {
 	})
 }
 
-// openConverted reads a converted directory's manifest and small files, and returns a fetch for its
-// shards, as the browser hands them to LoadConverted.
+// openConverted is model.OpenConverted, failing the test on error.
 func openConverted(t *testing.T, dir string) (*model.Manifest, map[string][]byte, func(int) ([]byte, error)) {
 	t.Helper()
-	raw, err := os.ReadFile(filepath.Join(dir, model.ManifestFile))
+	man, files, fetch, err := model.OpenConverted(dir)
 	require.NoError(t, err)
-	man, err := model.ParseManifest(model.ManifestFile, raw)
-	require.NoError(t, err)
-	files := map[string][]byte{}
-	for _, f := range man.Files {
-		if data, err := os.ReadFile(filepath.Join(dir, f.Name)); err == nil {
-			files[f.Name] = data
-		}
-	}
-	fetch := func(i int) ([]byte, error) { return os.ReadFile(filepath.Join(dir, man.Shards[i].Name)) }
 	return man, files, fetch
 }
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"os"
 	"path/filepath"
 	"runtime"
 	"testing"
@@ -27,21 +26,12 @@ func convertedTiny(t *testing.T) string {
 	return dst
 }
 
-// openConverted reads a converted directory as the browser hands it over: manifest, small files, and a
-// fetch for the shards.
+// openConverted is model.OpenConverted, failing the test on error.
 func openConverted(t *testing.T, dir string) (*model.Manifest, map[string][]byte, func(int) ([]byte, error)) {
 	t.Helper()
-	raw, err := os.ReadFile(filepath.Join(dir, model.ManifestFile))
+	man, files, fetch, err := model.OpenConverted(dir)
 	require.NoError(t, err)
-	man, err := model.ParseManifest(model.ManifestFile, raw)
-	require.NoError(t, err)
-	files := map[string][]byte{}
-	for _, f := range man.Files {
-		if data, err := os.ReadFile(filepath.Join(dir, f.Name)); err == nil {
-			files[f.Name] = data
-		}
-	}
-	return man, files, func(i int) ([]byte, error) { return os.ReadFile(filepath.Join(dir, man.Shards[i].Name)) }
+	return man, files, fetch
 }
 
 // requireSameLogits runs the same prompt and greedy continuation on both engines, which must agree
