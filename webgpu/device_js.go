@@ -104,18 +104,7 @@ func (d *Device) scoped(f func() error) error {
 	if d.plat.batch {
 		return f()
 	}
-	d.plat.dev.Call("pushErrorScope", "validation")
-	ferr := f()
-	gpuErr, ok := jsx.Await(d.plat.dev.Call("popErrorScope"))
-	switch {
-	case ferr != nil:
-		return ferr
-	case !ok:
-		return fmt.Errorf("webgpu: popErrorScope failed: %s", js.Global().Get("String").Invoke(gpuErr).String())
-	case gpuErr.Truthy():
-		return fmt.Errorf("webgpu: %s", gpuErr.Get("message").String())
-	}
-	return nil
+	return d.inScope("validation", f, func(msg string) error { return fmt.Errorf("webgpu: %s", msg) })
 }
 
 // allocate runs f, which creates a buffer, inside an out-of-memory error scope as well: the browser reports
@@ -124,8 +113,15 @@ func (d *Device) allocate(f func() error) error {
 	if d.plat.batch {
 		return f()
 	}
-	d.plat.dev.Call("pushErrorScope", "out-of-memory")
-	ferr := d.scoped(f)
+	return d.inScope("out-of-memory", func() error { return d.scoped(f) },
+		func(msg string) error { return fmt.Errorf("%w: %s", ErrOutOfMemory, msg) })
+}
+
+// inScope runs f inside an error scope of the given filter, awaits the scope, and turns an error it caught
+// into wrap(message). f's own error comes first.
+func (d *Device) inScope(filter string, f func() error, wrap func(msg string) error) error {
+	d.plat.dev.Call("pushErrorScope", filter)
+	ferr := f()
 	gpuErr, ok := jsx.Await(d.plat.dev.Call("popErrorScope"))
 	switch {
 	case ferr != nil:
@@ -133,7 +129,7 @@ func (d *Device) allocate(f func() error) error {
 	case !ok:
 		return fmt.Errorf("webgpu: popErrorScope failed: %s", js.Global().Get("String").Invoke(gpuErr).String())
 	case gpuErr.Truthy():
-		return fmt.Errorf("%w: %s", ErrOutOfMemory, gpuErr.Get("message").String())
+		return wrap(gpuErr.Get("message").String())
 	}
 	return nil
 }
