@@ -16,7 +16,7 @@ else
 MODEL_DIR := $(MODELS)/$(subst /,--,$(MODEL))-q4
 endif
 
-.PHONY: run test test-go vet fuzz bench bench-gpu bench-gpu-build deps test-deps apt-nodejs clean web worker
+.PHONY: run test test-go vet fuzz bench bench-gpu bench-gpu-build stress-gpu deps test-deps apt-nodejs clean web worker
 
 ## run: build the page, make sure a converted model exists, and serve both (the URL is printed)
 run: deps web $(MODEL_DIR)/manifest.json
@@ -98,6 +98,12 @@ worker: $(WORKER_NPM)/node_modules/.package-lock.json
 $(WORKER_NPM)/node_modules/.package-lock.json: cmd/worker/package.json cmd/worker/package-lock.json
 	mkdir -p $(WORKER_NPM) && cp cmd/worker/package.json cmd/worker/package-lock.json $(WORKER_NPM)/
 	cd $(WORKER_NPM) && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+
+# stress-gpu runs the GPU-using test binaries (webgpu, backend, server) RUNS times each, in parallel and
+# under GC pressure, and counts aborts (tools/gpu-stress.sh). Not part of `make test`.
+RUNS ?= 50
+stress-gpu:
+	bash tools/gpu-stress.sh $(RUNS)
 
 fuzz:
 	$(GO) test -run=NONE -fuzz=FuzzParseHeader -fuzztime=60s ./safetensors/
