@@ -31,9 +31,17 @@ func Open(name string, m *model.Model, maxCtx int) (*Backend, error) {
 		}
 		e, err := webgpu.New(d, m.Config, m.Weights, maxCtx)
 		if err != nil {
+			d.Close()
 			return nil, err
 		}
 		return &Backend{Decoder: e, Name: "gpu: " + d.Adapter, Device: d}, nil
 	}
 	return nil, fmt.Errorf("unknown backend %q (want %s)", name, Names)
+}
+
+// Close frees the GPU device and everything on it; the CPU backend holds nothing to free.
+func (b *Backend) Close() {
+	if b.Device != nil {
+		b.Device.Close()
+	}
 }

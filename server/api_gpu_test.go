@@ -26,6 +26,7 @@ func TestAPIOnGPU(t *testing.T) {
 			return nil, err
 		}
 		name = b.Name
+		t.Cleanup(b.Close)
 		return b, nil
 	}})
 	if errors.Is(err, webgpu.ErrNoAdapter) && os.Getenv("REQUIRE_GPU") != "1" {

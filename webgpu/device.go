@@ -60,6 +60,18 @@ type Device struct {
 	plat    platform                      // per-platform state (device_native.go, device_js.go)
 }
 
+// releaser is a GPU object of the binding.
+type releaser interface{ Release() }
+
+// Close frees the device and every object made on it (natively each is released here, newest first, never
+// by a finalizer: see own in device_native.go). Nothing made on the device may be used afterwards.
+func (d *Device) Close() {
+	d.close()
+	d.absent = nil
+	clear(d.modules)
+	clear(d.kernels)
+}
+
 // NewDevice opens the system's WebGPU adapter and requests a device with the adapter's own buffer and
 // binding size limits (the 8B model's lm_head alone exceeds WebGPU's 128 MiB default binding).
 // Before returning, it runs a start-up self-test (selftest.go): a device whose driver computes wrong
@@ -71,6 +83,7 @@ func NewDevice() (*Device, error) {
 	}
 	d.queue = d.dev.GetQueue()
 	if err := d.selfTest(); err != nil {
+		d.Close()
 		return nil, err
 	}
 	return d, nil
@@ -126,7 +139,7 @@ func (d *Device) kernel(file, entry string) (*kernel, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pipeline %s in %s.wgsl: %w", entry, file, err)
 	}
-	k := &kernel{name: entry, pipe: pipe, layout: pipe.GetBindGroupLayout(0)}
+	k := &kernel{name: entry, pipe: own(d, pipe), layout: own(d, pipe.GetBindGroupLayout(0))}
 	d.kernels[entry] = k
 	return k, nil
 }
@@ -145,7 +158,7 @@ func (d *Device) compile(name, src string) (*wgpu.ShaderModule, error) {
 	if err != nil {
 		return nil, fmt.Errorf("shader %s: %w", name, err)
 	}
-	return mod, nil
+	return own(d, mod), nil
 }
 
 // bind makes a bind group for k with bufs[i] at binding i; nil entries are bindings the entry point does
@@ -165,7 +178,7 @@ func (d *Device) bind(k *kernel, bufs ...*wgpu.Buffer) (*wgpu.BindGroup, error) 
 	if err != nil {
 		return nil, fmt.Errorf("bind %s: %w", k.name, err)
 	}
-	return bg, nil
+	return own(d, bg), nil
 }
 
 // buffer allocates a zeroed buffer of at least size bytes, rounded up to 16 (uniform structs and copies
@@ -183,7 +196,7 @@ func (d *Device) buffer(label string, size uint64, usage wgpu.BufferUsage) (*wgp
 	if err != nil {
 		return nil, fmt.Errorf("buffer %s (%d bytes): %w", label, size, err)
 	}
-	return b, nil
+	return own(d, b), nil
 }
 
 // storage is the usage of the engine's working buffers: bound to kernels, written and read by copies.
@@ -260,6 +273,7 @@ type tally struct {
 // storage accesses), adding them to t.
 func encode(enc *wgpu.CommandEncoder, n int, t *tally, ds ...dispatch) error {
 	pass := enc.BeginComputePass(nil)
+	defer pass.Release()
 	for _, c := range ds {
 		x, y := c.grid(n)
 		pass.SetPipeline(c.k.pipe)
@@ -278,13 +292,15 @@ func (d *Device) run(n int, ds ...dispatch) error {
 	return d.submit(func(enc *wgpu.CommandEncoder) error { return encode(enc, n, nil, ds...) })
 }
 
-// submit records commands with rec and submits them.
+// submit records commands with rec and submits them. The encoder and the command buffer are released
+// here, once the calls that use them have returned (see own).
 func (d *Device) submit(rec func(enc *wgpu.CommandEncoder) error) error {
 	return d.scoped(func() error {
 		enc, err := d.dev.TryCreateCommandEncoder(nil)
 		if err != nil {
 			return err
 		}
+		defer enc.Release()
 		if err := rec(enc); err != nil {
 			return err
 		}
@@ -292,6 +308,7 @@ func (d *Device) submit(rec func(enc *wgpu.CommandEncoder) error) error {
 		if err != nil {
 			return err
 		}
+		defer cmd.Release()
 		d.queue.Submit(cmd)
 		return nil
 	})

@@ -76,6 +76,17 @@ func (d *Device) open() error {
 	return nil
 }
 
+// own returns obj: in the browser GPU objects are JavaScript's, freed by its garbage collector once nothing
+// refers to them (the binding's Release does nothing there), and no finalizer races a call.
+func own[T releaser](d *Device, obj T) T { return obj }
+
+// close destroys the GPUDevice, which frees at once the memory of everything made on it.
+func (d *Device) close() {
+	if d.plat.dev.Truthy() {
+		d.plat.dev.Call("destroy")
+	}
+}
+
 // wrapDevice makes a binding Device of a GPUDevice requested outside the binding, which offers no
 // constructor: on js its Device is exactly one js.Value (the array length below fails to compile if not).
 func wrapDevice(v js.Value) *wgpu.Device {

@@ -4,6 +4,7 @@ package webgpu
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/oliverbestmann/webgpu/wgpu"
 )
@@ -13,16 +14,34 @@ import (
 // without saying so.
 const primaryBackends wgpu.InstanceBackend = 1<<0 | 1<<2 | 1<<3
 
-// platform: wgpu-native needs no extra state.
-type platform struct{}
+// platform holds the instance and adapter the device came from and every object made on the device, all
+// released by Close.
+type platform struct {
+	inst    *wgpu.Instance
+	adapter *wgpu.Adapter
+	owned   []releaser // in the order they were made
+}
+
+// own keeps obj until Close releases it. The engine releases every GPU object itself, on the goroutine
+// that uses the device. Left to the binding, each would be released by a GC finalizer on the finalizer's
+// goroutine, and the binding keeps no wrapper alive across its own C calls: a finalizer could then release
+// an object while a call it was handed is still inside wgpu-native, a use after free that corrupts
+// wgpu-native's memory (issue 17; TestNoFinalizers checks that none is left to a finalizer).
+func own[T releaser](d *Device, obj T) T {
+	d.plat.owned = append(d.plat.owned, obj)
+	return obj
+}
 
 func (d *Device) open() error {
 	inst := wgpu.CreateInstance(&wgpu.InstanceDescriptor{Backends: primaryBackends})
+	d.plat.inst = inst
 	adapter, err := inst.RequestAdapter(&wgpu.RequestAdapterOptions{PowerPreference: wgpu.PowerPreferenceHighPerformance})
 	if err != nil {
+		d.close()
 		return fmt.Errorf("%w: %v (no Vulkan, Metal or DX12 adapter; on Linux without a GPU, install "+
 			"mesa-vulkan-drivers and set VK_ICD_FILENAMES=/usr/share/vulkan/icd.d/lvp_icd.x86_64.json)", ErrNoAdapter, err)
 	}
+	d.plat.adapter = adapter
 	info := adapter.GetInfo()
 	d.Adapter = fmt.Sprintf("%s (%s, %s)", info.Device, info.BackendType, info.AdapterType)
 	// The device's limits are at least those asked for (its GetLimits frees a Go pointer in this binding
@@ -32,10 +51,27 @@ func (d *Device) open() error {
 	// caught instead by the error scope the binding wraps around each Try call.
 	dev, err := adapter.RequestDevice(&wgpu.DeviceDescriptor{Label: "ilmweb", RequiredLimits: &d.Limits})
 	if err != nil {
+		d.close()
 		return fmt.Errorf("webgpu: request device on %s: %w", d.Adapter, err)
 	}
 	d.dev = dev
 	return nil
+}
+
+// close destroys the device's buffers and releases every object made on it, newest first, then the queue,
+// the device, the adapter and the instance, whichever exist.
+func (d *Device) close() {
+	for _, obj := range slices.Backward(d.plat.owned) {
+		if b, ok := obj.(*wgpu.Buffer); ok {
+			b.Destroy()
+		}
+		obj.Release()
+	}
+	d.queue.Release()
+	d.dev.Release()
+	d.plat.adapter.Release()
+	d.plat.inst.Release()
+	d.queue, d.dev, d.plat = nil, nil, platform{}
 }
 
 // scoped runs f. Natively the binding already wraps every Try call in a validation error scope and turns

@@ -39,6 +39,7 @@ func run(dir, name string, prompt, gen int, asJSON bool) error {
 	if err != nil {
 		return err
 	}
+	defer b.Close()
 	r, err := backend.Bench(b, m, prompt, gen)
 	if err != nil {
 		return err

@@ -73,6 +73,7 @@ func run(o options, in io.Reader, out io.Writer) error {
 	if err != nil {
 		return err
 	}
+	defer b.Close()
 	session := model.NewSession(b, m.Config)
 	var history []model.Message
 	if o.system != "" {

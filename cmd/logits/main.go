@@ -47,6 +47,7 @@ func run(dir, tokenList, backendName string) error {
 	if err != nil {
 		return err
 	}
+	defer b.Close()
 	logits, err := b.Forward(ids, 0, true)
 	if err != nil {
 		return err
