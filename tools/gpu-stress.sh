@@ -16,7 +16,8 @@ for pkg in webgpu backend server; do
 	[ -x "$dir/bin/$pkg.test" ] || { echo "gpu-stress: ./$pkg has no tests" >&2; exit 1; }
 done
 
-# One run: binary, run number. Prints "pass", "fail" or "abort" and keeps the log of anything but a pass.
+# One run: binary, run number. Prints "pass NAME", or "fail LOG" or "abort LOG", keeping the log of anything
+# but a pass.
 one() {
 	bin=$1 n=$2
 	name=$(basename "$bin" .test)
@@ -28,7 +29,7 @@ one() {
 	filter=.
 	[ "$name" = server ] && filter=GPU
 	if (cd "./$name" && GOGC=$1 "$bin" -test.count=1 -test.run="$filter" >"$log" 2>&1); then
-		echo pass
+		echo "pass $name"
 		rm -f "$log"
 	elif grep -qE 'panicked at|fatal runtime error|SIGABRT|SIGSEGV|signal arrived during cgo' "$log"; then
 		echo "abort $log"
@@ -53,5 +54,8 @@ pass=$(grep -c '^pass' "$dir/results" || true)
 fail=$(grep -c '^fail' "$dir/results" || true)
 abort=$(grep -c '^abort' "$dir/results" || true)
 grep -v '^pass' "$dir/results" || true
+for name in webgpu backend server; do
+	echo "$name: $(grep -c "^pass $name\$" "$dir/results" || true) of $runs passed"
+done
 echo "gpu-stress: $total runs ($runs of each of webgpu, backend, server; $par in parallel): $pass passed, $fail failed, $abort aborted"
 [ "$fail" = 0 ] && [ "$abort" = 0 ]
