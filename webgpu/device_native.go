@@ -4,6 +4,8 @@ package webgpu
 
 import (
 	"fmt"
+	"os"
+	"strings"
 
 	"github.com/oliverbestmann/webgpu/wgpu"
 )
@@ -17,6 +19,7 @@ const primaryBackends wgpu.InstanceBackend = 1<<0 | 1<<2 | 1<<3
 type platform struct{}
 
 func (d *Device) open() error {
+	quietDeviceSelect()
 	inst := wgpu.CreateInstance(&wgpu.InstanceDescriptor{Backends: primaryBackends})
 	adapter, err := inst.RequestAdapter(&wgpu.RequestAdapterOptions{PowerPreference: wgpu.PowerPreferenceHighPerformance})
 	if err != nil {
@@ -36,6 +39,23 @@ func (d *Device) open() error {
 	}
 	d.dev = dev
 	return nil
+}
+
+// quietDeviceSelect turns off Mesa's device-select layer where all it can do is print errors. That implicit
+// Vulkan layer asks the Wayland compositor which GPU shows the desktop, and without a session (a server,
+// ssh, CI) libwayland prints "error: XDG_RUNTIME_DIR is invalid or not set in the environment." on each of
+// the two vkEnumeratePhysicalDevices calls. Without an absolute XDG_RUNTIME_DIR (or WAYLAND_SOCKET, or an
+// absolute WAYLAND_DISPLAY) no compositor can be reached anyway; the layer only orders the devices, and wgpu
+// picks the high-performance one itself. NODEVICE_SELECT=1 is the layer's own off switch (its manifest's
+// disable_environment); a value the user set is left alone, and nothing else is silenced.
+func quietDeviceSelect() {
+	if strings.HasPrefix(os.Getenv("XDG_RUNTIME_DIR"), "/") || os.Getenv("WAYLAND_SOCKET") != "" ||
+		strings.HasPrefix(os.Getenv("WAYLAND_DISPLAY"), "/") {
+		return
+	}
+	if _, set := os.LookupEnv("NODEVICE_SELECT"); !set {
+		os.Setenv("NODEVICE_SELECT", "1")
+	}
 }
 
 // scoped runs f. Natively the binding already wraps every Try call in a validation error scope and turns
