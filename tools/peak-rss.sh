@@ -1,0 +1,25 @@
+#!/bin/sh
+# Peak host memory (max RSS, GNU time) of cmd/chat loading a model and answering one short prompt greedily:
+#
+#	tools/peak-rss.sh MODEL_DIR [BACKEND [REV]]
+#
+# BACKEND is gpu (the default; on lavapipe unless VK_ICD_FILENAMES says otherwise) or cpu. REV, a git
+# revision, builds cmd/chat as it was there (from `git archive`, leaving the work tree alone), so that one
+# machine measures before and after a change; without it, the work tree's cmd/chat is measured.
+set -eu
+model=$1
+backend=${2:-gpu}
+rev=${3:-}
+export VK_ICD_FILENAMES=${VK_ICD_FILENAMES:-/usr/share/vulkan/icd.d/lvp_icd.$(uname -m).json}
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+if [ -n "$rev" ]; then
+	mkdir "$tmp/src"
+	git archive "$rev" | tar -x -C "$tmp/src"
+	(cd "$tmp/src" && go build -o "$tmp/chat" ./cmd/chat)
+else
+	go build -o "$tmp/chat" ./cmd/chat
+fi
+echo "cmd/chat at ${rev:-the work tree}, -backend $backend, $model ($(du -sh "$model" | cut -f1))"
+/usr/bin/time -f "peak RSS %M KiB, %e s wall, %U s user" \
+	"$tmp/chat" -model "$model" -backend "$backend" -system "Be brief." -prompt "Hi" -max-tokens 1 -temperature 0 >/dev/null
