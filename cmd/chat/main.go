@@ -124,8 +124,8 @@ func run(o options, in io.Reader, out io.Writer, st *status) error {
 			first = end // stopped before the first token
 		}
 		prefill, decode := first.Sub(start).Seconds(), end.Sub(first).Seconds()
-		st.stats(false, "[prompt %d tokens, %d run in %.2f s (%s) · first token after %.2f s · %d tokens in %.2f s (%s) · %s]",
-			res.PromptTokens, res.Prefilled, prefill, perSecond(res.Prefilled, prefill), prefill,
+		st.stats(false, "[prompt %d tokens, %d run: first token after %.2f s (%s) · %d tokens in %.2f s (%s) · %s]",
+			res.PromptTokens, res.Prefilled, prefill, perSecond(res.Prefilled, prefill),
 			len(res.Tokens), decode, perSecond(len(res.Tokens)-1, decode), cmp.Or(res.FinishReason, "stopped"))
 		history = append(history, model.Message{Role: "assistant", Content: reply.String()})
 		if ctx.Err() != nil {

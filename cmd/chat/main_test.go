@@ -41,5 +41,5 @@ func TestStatus(t *testing.T) {
 	lines := strings.Split(strings.TrimSuffix(stats, "\n"), "\n")
 	require.Len(t, lines, 2, "%q", stats)
 	require.Regexp(t, `^loaded .* on cpu · `, lines[0])
-	require.Regexp(t, `^\[prompt (\d+) tokens, (\d+) run in [\d.]+ s \([\d.]+ tok/s\) · first token after [\d.]+ s · 6 tokens in [\d.]+ s \([\d.]+ tok/s\) · length\]$`, lines[1])
+	require.Regexp(t, `^\[prompt (\d+) tokens, (\d+) run: first token after [\d.]+ s \([\d.]+ tok/s\) · 6 tokens in [\d.]+ s \([\d.]+ tok/s\) · length\]$`, lines[1])
 }
