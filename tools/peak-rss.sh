@@ -1,5 +1,6 @@
 #!/bin/sh
-# Peak host memory (max RSS, GNU time) of cmd/chat loading a model and answering one short prompt greedily:
+# Peak host memory (max RSS, GNU time) of cmd/chat loading a model: it starts interactively on an empty input,
+# so it loads the model and exits without answering (at 8B on lavapipe a prompt alone takes many minutes):
 #
 #	tools/peak-rss.sh MODEL_DIR [BACKEND [REV]]
 #
@@ -24,8 +25,7 @@ echo "cmd/chat at ${rev:-the work tree}, -backend $backend, $model ($(du -sh "$m
 # The Go heap's peak comes from the collector's trace (heap size when each collection started): on lavapipe
 # the RSS also holds the "GPU" buffers, the Go heap only what the host side keeps.
 GODEBUG=gctrace=1 /usr/bin/time -o "$tmp/time" -f "peak RSS %M KiB, %e s wall, %U s user" \
-	"$tmp/chat" -model "$model" -backend "$backend" -system "Be brief." -prompt "Hi" -max-tokens 1 -temperature 0 \
-	>/dev/null 2>"$tmp/stderr" || { cat "$tmp/stderr" >&2; exit 1; }
+	"$tmp/chat" -model "$model" -backend "$backend" </dev/null >/dev/null 2>"$tmp/stderr" || { cat "$tmp/stderr" >&2; exit 1; }
 grep -v '^gc ' "$tmp/stderr" >&2 || true
 heap=$(grep -o '[0-9]*->[0-9]*->[0-9]* MB' "$tmp/stderr" | awk -F'->' '$1 + 0 > max { max = $1 + 0 } END { print max + 0 }')
 echo "$(cat "$tmp/time"); Go heap peak $heap MB"
