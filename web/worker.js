@@ -4,9 +4,9 @@
 //   page → worker   load {modelUrl, contextLength, backend}   chat {messages, think, temperature, top_p, top_k,
 //                   repetition_penalty, max_tokens, seed}     abort   reset (a new chat: stops the running answer)
 //   worker → page   progress {phase: "download"|"verify"|"prepare"|"upload", loaded, total, bytesPerSecond,
-//                   etaSeconds, shard, shardsDone, shardsTotal, note; "prepare" has modelBytes}     loaded {adapter, backend, maxContext, vocabSize,
-//                   model, systemPrompt, thinkingSystemPrompt}  token {text, tokenId}
-//                   done {…the request's result}              error {type, message}
+//                   etaSeconds, shard, shardsDone, shardsTotal, note; "prepare" has modelBytes}
+//                   loaded {adapter, backend, maxContext, vocabSize, model, systemPrompt, thinkingSystemPrompt}
+//                   token {text, tokenId}   done {…the request's result}   error {type, message}
 //
 // Every reply carries the id of the request it answers. Error types survive the trip: the engine's own
 // ("no-webgpu", "limits", "out-of-memory", "device-lost", "internal") and the download's ("download-failed",
