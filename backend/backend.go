@@ -9,7 +9,7 @@ import (
 	"github.com/ilmweb/ilmweb/webgpu"
 )
 
-// Names lists the backends Open accepts.
+// Names lists the backends Load and Open accept.
 const Names = "gpu|cpu"
 
 // Backend is a decoder ready to run, with what it runs on.
