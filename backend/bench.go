@@ -39,7 +39,7 @@ func Bench(b *Backend, m *model.Model, promptTokens, genTokens int) (*Report, er
 	}
 	r := &Report{
 		Date: time.Now().UTC().Format(time.RFC3339), Model: m.Dir, Backend: b.Name, Layers: m.Config.NumHiddenLayers,
-		PromptTokens: promptTokens, GenTokens: genTokens, WeightBytesPerToken: m.Weights.WeightBytesPerToken(),
+		PromptTokens: promptTokens, GenTokens: genTokens, WeightBytesPerToken: b.WeightBytesPerToken,
 	}
 	rng := rand.New(rand.NewPCG(1, 2))
 	prompt := make([]int, promptTokens)

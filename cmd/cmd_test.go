@@ -71,8 +71,9 @@ func TestLogits(t *testing.T) {
 }
 
 func TestChatPromptGreedy(t *testing.T) {
-	out, _, err := run(t, "", "chat", "-model", tinyDir, "-prompt", "Hi", "-temperature", "0", "-repetition-penalty", "1", "-max-tokens", "12")
+	out, errOut, err := run(t, "", "chat", "-model", tinyDir, "-prompt", "Hi", "-temperature", "0", "-repetition-penalty", "1", "-max-tokens", "12")
 	require.NoError(t, err)
+	require.Empty(t, errOut, "nothing on stderr when it is not a terminal")
 
 	m, err := model.Load(tinyDir)
 	require.NoError(t, err)

@@ -86,7 +86,7 @@ func TestDownloadProgressAndCache(t *testing.T) {
 			download = append(download, e)
 		}
 	}
-	for _, p := range []string{"verify", "download", "upload"} {
+	for _, p := range []string{"verify", "download", "prepare", "upload"} {
 		if !phases[p] {
 			t.Errorf("no %q progress event", p)
 		}
@@ -109,10 +109,10 @@ func TestDownloadProgressAndCache(t *testing.T) {
 	if !sawRate {
 		t.Errorf("no download event with a rate, an ETA and a shard name: %+v", download)
 	}
-	// After the download, the last event before the upload accounts for every byte and shard.
+	// After the download, the last event before the engine's set-up accounts for every byte and shard.
 	var last progressEvent
 	for _, e := range events {
-		if e.Phase == "upload" {
+		if e.Phase == "prepare" {
 			break
 		}
 		last = e

@@ -2,13 +2,17 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 )
 
@@ -261,4 +265,129 @@ func TestScreenshots(t *testing.T) {
 	click(t, ctx, `input[name=mode][value=think]`)
 	ask(t, ctx, "What is the sum of the first 10 odd numbers?")
 	shot("deep-thinking-answer.png")
+}
+
+// loaderState is what the first-load screen showed at one moment.
+type loaderState struct {
+	Title, Numbers, Detail string
+}
+
+// recordLoader makes every page the tab opens from now on log each state of its loader in
+// window.loaderLog, so a test can check the whole sequence after the load, however fast it went.
+func recordLoader(t *testing.T, ctx context.Context) {
+	t.Helper()
+	const script = `window.loaderLog = [];
+new MutationObserver(() => {
+	const text = (id) => document.getElementById(id)?.textContent ?? '';
+	if (document.getElementById('loader')?.hidden !== false) return;
+	const s = { title: text('load-title'), numbers: text('load-numbers'), detail: text('load-detail') };
+	const last = window.loaderLog.at(-1);
+	if (!last || last.title !== s.title || last.numbers !== s.numbers || last.detail !== s.detail) window.loaderLog.push(s);
+}).observe(document, { subtree: true, childList: true, characterData: true, attributes: true });`
+	err := chromedp.Do(ctx, chromedp.Func(func(ctx context.Context, target *chromedp.Target) error {
+		_, err := cdp.Call(ctx, target, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{Source: script})
+		return err
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// The first-load screen, start to end, on the GPU path (the mock engine spends ten virtual minutes setting
+// up and one virtual second per shard): a label while the engine allocates, an upload ETA that leaves the
+// set-up out, a shard counter that ends at all of them with none "now", and counts in the singular for one.
+func TestLoaderLabels(t *testing.T) {
+	const shards = 4
+	m := writeFakeModel(t, 200_000, 200_000, 200_000, 200_000)
+	s := newTestServer(t, m, true)
+	ctx := newBrowser(t)
+	recordLoader(t, ctx)
+	navigate(t, ctx, s.URL+"/")
+	waitReady(t, ctx)
+	log := eval[[]loaderState](t, ctx, `window.loaderLog`)
+	at := func(title string) (first, last int) {
+		first, last = -1, -1
+		for i, st := range log {
+			if st.Title == title {
+				if first < 0 {
+					first = i
+				}
+				last = i
+			}
+		}
+		if first < 0 {
+			t.Fatalf("the loader never showed %q: %+v", title, log)
+		}
+		return first, last
+	}
+	_, verified := at("Checking the stored model…")
+	setup, _ := at("Setting up your GPU…")
+	upload, end := at("Loading the model onto your GPU")
+	if !(verified < setup && setup < upload) {
+		t.Errorf("the set-up label must come between the check of the stored model and the upload: %+v", log)
+	}
+	if d := log[setup].Detail; !strings.Contains(d, "reserving GPU memory for 800 kB of weights") {
+		t.Errorf("while the engine allocates the loader says %q", d)
+	}
+	eta := regexp.MustCompile(`about (.+) left`)
+	etas := 0
+	for _, st := range log[upload : end+1] {
+		if e := eta.FindStringSubmatch(st.Numbers); e != nil {
+			etas++
+			// one virtual second per shard: at most a few seconds, where counting the set-up gave half an hour
+			if !regexp.MustCompile(`^\d+ s$`).MatchString(e[1]) {
+				t.Errorf("upload ETA %q includes the set-up time (%q)", e[1], st.Numbers)
+			}
+		}
+	}
+	if etas == 0 {
+		t.Errorf("no upload state shows an ETA: %+v", log[upload:end+1])
+	}
+	if got, want := log[end].Detail, fmt.Sprintf("%d of %d shards done", shards, shards); got != want {
+		t.Errorf("the upload ends with %q, want %q", got, want)
+	}
+	for _, st := range log {
+		if strings.Contains(st.Detail, fmt.Sprintf("%d of %d shards done · now", shards, shards)) {
+			t.Errorf("with every shard done the loader still names one: %q (%s)", st.Detail, st.Title)
+		}
+	}
+
+	ask(t, ctx, "echo:one")
+	if got := eval[string](t, ctx, `[...document.querySelectorAll('.msg.assistant .meta')].at(-1).textContent`); !strings.Contains(got, "1 token ·") {
+		t.Errorf("a one-token answer's stats show %q", got)
+	}
+}
+
+// On a software adapter (headless Chromium's SwiftShader) the page says so while the model is still
+// downloading, before the user waits for an answer; the notice stays after the load. The CPU backend
+// does not ask for an adapter and shows no such notice.
+func TestSoftwareAdapterNotice(t *testing.T) {
+	m := writeFakeModel(t, 300_000, 300_000)
+	s := newTestServer(t, m, true)
+	reached, release := s.holdAt(m.shards[1].Name, 100_000)
+	defer release()
+	ctx := newBrowser(t)
+	navigate(t, ctx, s.URL+"/")
+	<-reached
+	waitFor(t, ctx, `!document.getElementById('software-gpu').hidden`, 60*time.Second)
+	if title := eval[string](t, ctx, `document.getElementById('load-title').textContent`); !strings.HasPrefix(title, "Downloading") {
+		t.Errorf("the notice came during %q, want during the download", title)
+	}
+	text := eval[string](t, ctx, `document.getElementById('software-gpu').textContent`)
+	t.Logf("notice: %s", text)
+	for _, want := range []string{"emulated in software", "SwiftShader", "very slowly", "hardware acceleration"} {
+		if !strings.Contains(strings.ToLower(text), strings.ToLower(want)) {
+			t.Errorf("the notice does not say %q: %s", want, text)
+		}
+	}
+	release()
+	waitReady(t, ctx)
+	if eval[bool](t, ctx, `document.getElementById('software-gpu').hidden`) {
+		t.Error("the notice went away after the load")
+	}
+
+	openPage(t, ctx, s) // ?backend=cpu
+	if !eval[bool](t, ctx, `document.getElementById('software-gpu').hidden`) {
+		t.Error("the CPU backend shows the software-GPU notice")
+	}
 }

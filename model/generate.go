@@ -26,9 +26,10 @@ type TopKDecoder interface {
 // MaxTopK is the largest k a TopKDecoder must support.
 const MaxTopK = 64
 
-// prefillChunk bounds how many prompt tokens one Forward call takes, so cancellation is noticed and
-// scratch memory stays bounded during long prompts.
-const prefillChunk = 512
+// prefillChunk bounds how many prompt tokens one Forward call takes, so that during long prompts
+// cancellation is noticed, scratch memory stays bounded and progress can be told (a CPU prefill of the
+// official system prompt at 8B takes minutes).
+const prefillChunk = 128
 
 // Session is one conversation on a decoder. It remembers which tokens sit in the KV cache so the next
 // turn, sharing the conversation so far as a prefix, prefills only its new tokens.
@@ -46,6 +47,9 @@ type GenerateOptions struct {
 	MaxTokens int   // new tokens at most; 0 means until the context is full
 	Stop      []int // token ids that end the answer (not included in it)
 	Sampling  SamplingParams
+	// Prefill, when set, is told after each chunk of the prompt's prefill how many of the tokens to run
+	// have run.
+	Prefill func(done, total int)
 }
 
 // Result describes one finished answer.
@@ -87,7 +91,7 @@ func (s *Session) Generate(ctx context.Context, prompt []int, opt GenerateOption
 		return sampler.Sample(out[0], context), nil
 	}
 
-	id, err := s.prefill(ctx, prompt, &res, next)
+	id, err := s.prefill(ctx, prompt, &res, opt.Prefill, next)
 	if err != nil {
 		return res, err
 	}
@@ -118,7 +122,8 @@ func (s *Session) Generate(ctx context.Context, prompt []int, opt GenerateOption
 
 // prefill runs the part of prompt not already cached, the last piece through next, and returns the token
 // next picked.
-func (s *Session) prefill(ctx context.Context, prompt []int, res *Result, next func([]int, int) (int, error)) (int, error) {
+func (s *Session) prefill(ctx context.Context, prompt []int, res *Result, progress func(done, total int),
+	next func([]int, int) (int, error)) (int, error) {
 	n := 0
 	for n < len(s.cached) && n < len(prompt) && s.cached[n] == prompt[n] {
 		n++
@@ -126,6 +131,7 @@ func (s *Session) prefill(ctx context.Context, prompt []int, res *Result, next f
 	n = min(n, len(prompt)-1) // the last prompt token must run: its logits pick the first answer token
 	s.cached = s.cached[:n]
 	res.Prefilled = len(prompt) - n
+	start := n
 	for {
 		if err := ctx.Err(); err != nil {
 			return 0, err
@@ -148,6 +154,9 @@ func (s *Session) prefill(ctx context.Context, prompt []int, res *Result, next f
 			return 0, err
 		}
 		s.cached = append(s.cached, prompt[n:end]...)
+		if progress != nil {
+			progress(end-start, len(prompt)-start)
+		}
 		if end == len(prompt) {
 			return id, nil
 		}

@@ -147,3 +147,28 @@ func TestTopKDecoderSamplesLikeFullLogits(t *testing.T) {
 		require.Equal(t, want.Tokens, got.Tokens, "%+v", p)
 	}
 }
+
+// Prefill progress comes after each chunk of the prompt's new tokens, ending at all of them.
+func TestGeneratePrefillProgress(t *testing.T) {
+	m := tinyModel(t)
+	prompt := make([]int, 2*prefillChunk+50)
+	for i := range prompt {
+		prompt[i] = 10 + i%500
+	}
+	// The session runs a prompt longer than max_position_embeddings in one call (dynamic NTK): raise it.
+	cfg := *m.Config
+	cfg.MaxPositionEmbeddings = len(prompt) + 8
+	s := NewSession(NewCPU(m.Config, m.Weights, len(prompt)+8), &cfg)
+	var got [][2]int
+	opt := GenerateOptions{MaxTokens: 1, Sampling: Greedy(), Prefill: func(done, total int) { got = append(got, [2]int{done, total}) }}
+	_, err := s.Generate(context.Background(), prompt, opt, func(int) error { return nil })
+	require.NoError(t, err)
+	n := len(prompt)
+	require.Equal(t, [][2]int{{prefillChunk, n}, {2 * prefillChunk, n}, {n, n}}, got)
+
+	// the next turn runs only its new tokens
+	got = nil
+	_, err = s.Generate(context.Background(), append(prompt, 7, 8, 9), opt, func(int) error { return nil })
+	require.NoError(t, err)
+	require.Equal(t, [][2]int{{3, 3}}, got)
+}

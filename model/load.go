@@ -21,9 +21,12 @@ type Model struct {
 
 // Load reads a model directory: an HF checkpoint (config.json, safetensors, tokenizer files) or a converted
 // one (manifest.json, shards, tokenizer files; see load_converted.go).
-func Load(dir string) (*Model, error) {
+func Load(dir string) (*Model, error) { return LoadWithProgress(dir, nil) }
+
+// LoadWithProgress is Load, telling progress (when set) the shard bytes of a converted model read so far.
+func LoadWithProgress(dir string, progress func(done, total int64)) (*Model, error) {
 	if IsConverted(dir) {
-		return loadConverted(dir)
+		return loadConverted(dir, progress)
 	}
 	m, err := LoadTokenizerOnly(dir)
 	if err != nil {

@@ -38,12 +38,12 @@ func IsConverted(dir string) bool {
 
 // loadConverted reads a converted model directory. Sizes are checked, hashes are not (convert -verify
 // does that).
-func loadConverted(dir string) (*Model, error) {
+func loadConverted(dir string, progress func(done, total int64)) (*Model, error) {
 	man, files, fetch, err := OpenConverted(dir)
 	if err != nil {
 		return nil, err
 	}
-	m, err := LoadConverted(man, files, fetch, nil)
+	m, err := LoadConverted(man, files, fetch, progress)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", dir, err)
 	}

@@ -15,8 +15,9 @@ package model
 //     silently drops it from the output.
 //   - Non-special added tokens of tokenizer_config.json whose text is not a model piece are matched whole,
 //     like USER_DEFINED pieces (their lstrip/rstrip/single_word flags are ignored).
-//   - Decode gives "" for ids out of range, for special tokens (so <unk>, when tokenizer_config.json marks it
-//     special) and control tokens; sentencepiece rejects such id lists or prints " ⁇ " for <unk>.
+//   - Decode gives "" for special tokens (so <unk>, when tokenizer_config.json marks it special) and control
+//     tokens, and U+FFFD for an id with no piece; sentencepiece prints " ⁇ " for <unk> and rejects ids out of
+//     range.
 
 import (
 	"encoding/json"
@@ -941,7 +942,12 @@ func (t *Tokenizer) newDecodeState() spDecodeState {
 func (s *spDecodeState) add(sb *strings.Builder, id int) {
 	t := s.t
 	if id < 0 || id >= len(t.pieces) || t.pieces[id] == "" {
-		return // unknown ids leave no trace
+		// An id with no piece (past the tokenizer, or in a gap of its added tokens) shows as U+FFFD rather
+		// than vanishing, so a model that emits one is seen to answer.
+		s.flushBytes(sb, true)
+		sb.WriteString("\uFFFD")
+		s.wroteText = true
+		return
 	}
 	if id < t.modelLen && t.types[id] == spByte && !t.special[id] {
 		b, _ := spParseByte(t.pieces[id])
@@ -1008,7 +1014,8 @@ func (t *Tokenizer) decodePiece(id int, bosWS bool) (string, bool) {
 
 // Decode turns ids back into text like sentencepiece: "▁" becomes a space (the leading one dropped when the
 // model adds a dummy prefix or removes extra whitespace), runs of byte pieces are reassembled into UTF-8
-// (U+FFFD for each byte that forms no character), special and control tokens and ids out of range give "".
+// (U+FFFD for each byte that forms no character), special and control tokens give "", an id with no piece
+// U+FFFD.
 func (t *Tokenizer) Decode(ids []int) string {
 	var sb strings.Builder
 	s := t.newDecodeState()

@@ -13,7 +13,11 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
+	"strings"
 	"sync"
+
+	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/ilmweb/ilmweb"
 	"github.com/ilmweb/ilmweb/safetensors"
@@ -34,7 +38,8 @@ type Preset struct {
 }
 
 // Presets: "tiny" exercises every code path in a model small enough for tests (its max_position_embeddings
-// is 128 so dynamic NTK RoPE is reached quickly); "internlm3-8b" has the real shapes (MODEL.md).
+// is 128 so dynamic NTK RoPE is reached quickly); "internlm3-8b" has the real shapes (MODEL.md), and the
+// tiny tokenizer grown to its 128,512 pieces (tokenizerModel).
 var Presets = map[string]Preset{
 	"tiny": {Name: "tiny", HiddenSize: 128, IntermediateSize: 352, Layers: 2, Heads: 4, KVHeads: 2, HeadDim: 32,
 		VocabSize: 1024, MaxPositionEmbeddings: 128, RopeTheta: 10000, MaxFileBytes: 512 << 10},
@@ -141,7 +146,11 @@ func (p Preset) write(dir string, seed uint64) error {
 			return fmt.Errorf("synth: %w", err)
 		}
 	}
-	if err := os.WriteFile(filepath.Join(dir, "tokenizer.model"), ilmweb.TinyTokenizerModel, 0o644); err != nil {
+	tok, err := tokenizerModel(p.VocabSize)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "tokenizer.model"), tok, 0o644); err != nil {
 		return fmt.Errorf("synth: %w", err)
 	}
 	if err := os.WriteFile(filepath.Join(dir, "tokenizer_config.json"), ilmweb.TinyTokenizerConfig, 0o644); err != nil {
@@ -270,4 +279,103 @@ func tinyTokenID(content string) (int, error) {
 		}
 	}
 	return 0, fmt.Errorf("synth: tokenizer_config.json: no %s in added_tokens_decoder", content)
+}
+
+// tokenizerModel is the tiny tokenizer grown to vocab pieces, so that every id a model of that vocabulary
+// can produce decodes to text (the full-size preset keeps the real 128,512-row embedding and lm_head). The
+// new pieces are NORMAL BPE pieces, each two of the tiny model's joined (the second not starting a word,
+// as sentencepiece's split_by_whitespace would have it), scored below every existing piece so they merge
+// last; they are appended as repeated fields, which protobuf merges into the message, after the tiny
+// model's ids.
+func tokenizerModel(vocab int) ([]byte, error) {
+	tiny := ilmweb.TinyTokenizerModel
+	var words []string // NORMAL pieces
+	have := map[string]bool{}
+	pieces := 0
+	minScore := float32(0)
+	for b := tiny; len(b) > 0; {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return nil, fmt.Errorf("synth: tiny tokenizer.model: %w", protowire.ParseError(n))
+		}
+		b = b[n:]
+		if num != 1 || typ != protowire.BytesType { // not a piece
+			if n = protowire.ConsumeFieldValue(num, typ, b); n < 0 {
+				return nil, fmt.Errorf("synth: tiny tokenizer.model: %w", protowire.ParseError(n))
+			}
+			b = b[n:]
+			continue
+		}
+		msg, n := protowire.ConsumeBytes(b)
+		if n < 0 {
+			return nil, fmt.Errorf("synth: tiny tokenizer.model: %w", protowire.ParseError(n))
+		}
+		b = b[n:]
+		piece, score, kind, err := parsePiece(msg)
+		if err != nil {
+			return nil, err
+		}
+		have[piece] = true
+		pieces++
+		minScore = min(minScore, score)
+		if kind == 1 {
+			words = append(words, piece)
+		}
+	}
+	out := slices.Clone(tiny)
+	for step := 1; pieces < vocab; step++ {
+		if step >= len(words) {
+			return nil, fmt.Errorf("synth: cannot make %d tokenizer pieces from %d", vocab, len(words))
+		}
+		for i, a := range words {
+			if pieces == vocab {
+				break
+			}
+			b := words[(i+step)%len(words)]
+			if strings.HasPrefix(b, "\u2581") || have[a+b] {
+				continue
+			}
+			have[a+b] = true
+			pieces++
+			var msg []byte
+			msg = protowire.AppendTag(msg, 1, protowire.BytesType)
+			msg = protowire.AppendString(msg, a+b)
+			msg = protowire.AppendTag(msg, 2, protowire.Fixed32Type)
+			msg = protowire.AppendFixed32(msg, math.Float32bits(minScore-float32(pieces)))
+			out = protowire.AppendTag(out, 1, protowire.BytesType)
+			out = protowire.AppendBytes(out, msg)
+		}
+	}
+	return out, nil
+}
+
+// parsePiece reads a ModelProto.SentencePiece: its text, score and type (NORMAL, 1, when absent).
+func parsePiece(b []byte) (piece string, score float32, kind uint64, err error) {
+	kind = 1
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return "", 0, 0, fmt.Errorf("synth: tiny tokenizer.model piece: %w", protowire.ParseError(n))
+		}
+		b = b[n:]
+		switch {
+		case num == 1 && typ == protowire.BytesType:
+			var v []byte
+			v, n = protowire.ConsumeBytes(b)
+			piece = string(v)
+		case num == 2 && typ == protowire.Fixed32Type:
+			var v uint32
+			v, n = protowire.ConsumeFixed32(b)
+			score = math.Float32frombits(v)
+		case num == 3 && typ == protowire.VarintType:
+			kind, n = protowire.ConsumeVarint(b)
+		default:
+			n = protowire.ConsumeFieldValue(num, typ, b)
+		}
+		if n < 0 {
+			return "", 0, 0, fmt.Errorf("synth: tiny tokenizer.model piece: %w", protowire.ParseError(n))
+		}
+		b = b[n:]
+	}
+	return piece, score, kind, nil
 }

@@ -11,6 +11,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/ilmweb/ilmweb"
+	"github.com/ilmweb/ilmweb/model"
 	"github.com/ilmweb/ilmweb/safetensors"
 )
 
@@ -58,4 +60,36 @@ func TestWriteRefusesNonEmptyDir(t *testing.T) {
 	require.ErrorContains(t, Write(Presets["tiny"], dir, 1), "not empty")
 	_, err := os.Stat(filepath.Join(dir, "keep"))
 	require.NoError(t, err)
+}
+
+// The full-size preset's tokenizer covers its 128,512-id vocabulary, so that whatever the random model
+// emits decodes to text: every id past the tiny tokenizer's is a piece that decodes to something visible,
+// and text still round-trips. The tiny preset keeps the tiny tokenizer byte for byte.
+func TestTokenizerCoversVocab(t *testing.T) {
+	tiny, err := tokenizerModel(Presets["tiny"].VocabSize)
+	require.NoError(t, err)
+	require.Equal(t, ilmweb.TinyTokenizerModel, tiny)
+
+	p := Presets["internlm3-8b"]
+	data, err := tokenizerModel(p.VocabSize)
+	require.NoError(t, err)
+	tok, err := model.NewTokenizer("tokenizer.model", data, "tokenizer_config.json", ilmweb.TinyTokenizerConfig)
+	require.NoError(t, err)
+	require.Equal(t, p.VocabSize, tok.VocabSize())
+	small, err := model.NewTokenizer("tokenizer.model", tiny, "tokenizer_config.json", ilmweb.TinyTokenizerConfig)
+	require.NoError(t, err)
+	for id := small.VocabSize(); id < tok.VocabSize(); id++ {
+		text := tok.Decode([]int{id})
+		require.NotEmpty(t, strings.TrimSpace(text), "id %d", id)
+		require.NotContains(t, text, "\uFFFD", "id %d", id)
+	}
+	for _, s := range []string{"Hello, world! The quick brown fox.", "你好，世界", "func main() {\n\tfmt.Println(42)\n}"} {
+		ids := tok.Encode(s)
+		require.Equal(t, s, tok.Decode(ids))
+		for _, id := range ids {
+			require.Less(t, id, p.VocabSize)
+		}
+	}
+	require.Less(t, len(tok.Encode("The quick brown fox jumps over the lazy dog.")),
+		len(small.Encode("The quick brown fox jumps over the lazy dog.")), "the new pieces merge like BPE pieces")
 }

@@ -86,6 +86,7 @@ function showLoader(p) {
     start: 'Starting the engine…',
     verify: 'Checking the stored model…',
     download: 'Downloading the model (first time only)',
+    prepare: BACKEND === 'cpu' ? 'Preparing the engine…' : 'Setting up your GPU…',
     upload: BACKEND === 'cpu' ? 'Loading the model into memory' : 'Loading the model onto your GPU',
   };
   $('load-title').textContent = titles[p.phase] ?? p.phase;
@@ -105,7 +106,10 @@ function showLoader(p) {
   $('load-numbers').textContent = numbers.join(' · ');
   const detail = [];
   if (p.shardsTotal) detail.push(`${p.shardsDone} of ${p.shardsTotal} shards done`);
-  if (p.shard && p.phase !== 'verify') detail.push(`now: ${p.shard}`);
+  if (p.shard && p.phase !== 'verify' && p.shardsDone < p.shardsTotal) detail.push(`now: ${p.shard}`);
+  if (p.phase === 'prepare' && BACKEND !== 'cpu' && p.modelBytes > 0) {
+    detail.push(`Compiling the kernels and reserving GPU memory for ${formatBytes(p.modelBytes)} of weights and the KV cache; this can take a while`);
+  }
   if (p.note) detail.push(p.note);
   $('load-detail').textContent = detail.join(' · ');
   // Say so when nothing moves, rather than leaving a frozen bar.
@@ -115,6 +119,33 @@ function showLoader(p) {
       $('load-detail').textContent = `No data for ${Math.round(idle)} s: waiting for the network. The download resumes where it stopped.`;
     }
   }, 1000);
+}
+
+// ---- a GPU emulated on the CPU: say so before the user waits ----
+
+// Software WebGPU adapters: Chrome's SwiftShader, Mesa's llvmpipe/lavapipe/softpipe, Windows' WARP
+// ("Microsoft Basic Render Driver"). A browser may also flag them as fallback adapters.
+const SOFTWARE_ADAPTER = /swiftshader|llvmpipe|lavapipe|softpipe|\bwarp\b|basic render/i;
+
+// checkAdapter asks for the adapter the engine will get and, when it is software emulation, says what that
+// means while the model is still downloading: the engine's own adapter comes only after the download.
+async function checkAdapter() {
+  if (BACKEND === 'cpu' || !navigator.gpu) return;
+  let adapter;
+  try {
+    adapter = await navigator.gpu.requestAdapter({ powerPreference: 'high-performance' });
+  } catch {
+    return; // the engine reports a missing adapter itself
+  }
+  const info = adapter?.info ?? {};
+  const name = [info.vendor, info.architecture, info.device, info.description].filter(Boolean).join(' ');
+  if (!adapter || !(info.isFallbackAdapter || adapter.isFallbackAdapter || SOFTWARE_ADAPTER.test(name))) return;
+  $('software-gpu-text').textContent =
+    `This browser's WebGPU adapter (${name || 'a fallback adapter'}) emulates a GPU on the processor. ` +
+    'The model works, but very slowly: with the 8B model a short message can take ten minutes before the ' +
+    'answer starts, and each further word many seconds. For normal speed, turn on hardware acceleration in ' +
+    'the browser settings, update the graphics driver, or use a computer whose GPU the browser can use.';
+  $('software-gpu').hidden = false;
 }
 
 // ---- errors: say what happened and what to do ----
@@ -359,10 +390,10 @@ function renderMeta(meta, m, index) {
     const info = document.createElement('span');
     const parts = [];
     if (s.think) parts.push('deep thinking');
-    if (s.completion_tokens != null) parts.push(`${s.completion_tokens} tokens`);
+    if (s.completion_tokens != null) parts.push(count(s.completion_tokens, 'token'));
     if (s.tokens_per_second) parts.push(`${s.tokens_per_second.toFixed(1)} tok/s`);
     if (s.first_token_seconds != null) parts.push(`first token ${s.first_token_seconds.toFixed(2)} s`);
-    if (s.prefilled_tokens != null && s.prompt_tokens) parts.push(`prefilled ${s.prefilled_tokens} of ${s.prompt_tokens} prompt tokens`);
+    if (s.prefilled_tokens != null && s.prompt_tokens) parts.push(`prefilled ${s.prefilled_tokens} of ${count(s.prompt_tokens, 'prompt token')}`);
     if (s.finish_reason === 'length') parts.push('stopped at the token limit');
     if (s.finish_reason === 'abort') parts.push('stopped');
     if (s.finish_reason === 'error') parts.push(`failed: ${s.error}`);
@@ -486,6 +517,11 @@ function button(label, onClick) {
   return b;
 }
 
+// count is "1 token", "2 tokens".
+function count(n, noun) {
+  return `${n} ${noun}${n === 1 ? '' : 's'}`;
+}
+
 function formatBytes(n) {
   if (n < 1000) return `${Math.round(n)} B`;
   const units = ['kB', 'MB', 'GB', 'TB'];
@@ -578,6 +614,7 @@ async function main() {
   if (conversations[0]) current = conversations[0];
   renderConversation();
   registerServiceWorker();
+  checkAdapter();
   await startEngine();
 }
 

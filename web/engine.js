@@ -22,8 +22,9 @@ export class EngineError extends Error {
 }
 
 // createEngine starts a worker, downloads (or finds in storage) the model at `model` (the directory URL
-// holding manifest.json) and loads it. onProgress receives {phase: "download"|"verify"|"upload", loaded,
-// total, bytesPerSecond, etaSeconds, shard, shardsDone, shardsTotal, note}. backend "cpu" runs the
+// holding manifest.json) and loads it. onProgress receives {phase: "download"|"verify"|"prepare"|"upload",
+// loaded, total, bytesPerSecond, etaSeconds, shard, shardsDone, shardsTotal, note} ("prepare": the engine
+// sets up the device and allocates its memory before the first shard goes up; modelBytes is the weights'). backend "cpu" runs the
 // engine's slow CPU path in wasm (for debugging and for browsers without WebGPU).
 export async function createEngine({
   model,

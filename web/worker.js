@@ -3,10 +3,10 @@
 //
 //   page → worker   load {modelUrl, contextLength, backend}   chat {messages, think, temperature, top_p, top_k,
 //                   repetition_penalty, max_tokens, seed}     abort   reset (a new chat: stops the running answer)
-//   worker → page   progress {phase: "download"|"verify"|"upload", loaded, total, bytesPerSecond, etaSeconds,
-//                   shard, shardsDone, shardsTotal, note}     loaded {adapter, backend, maxContext, vocabSize,
-//                   model, systemPrompt, thinkingSystemPrompt}  token {text, tokenId}
-//                   done {…the request's result}              error {type, message}
+//   worker → page   progress {phase: "download"|"verify"|"prepare"|"upload", loaded, total, bytesPerSecond,
+//                   etaSeconds, shard, shardsDone, shardsTotal, note; "prepare" has modelBytes}
+//                   loaded {adapter, backend, maxContext, vocabSize, model, systemPrompt, thinkingSystemPrompt}
+//                   token {text, tokenId}   done {…the request's result}   error {type, message}
 //
 // Every reply carries the id of the request it answers. Error types survive the trip: the engine's own
 // ("no-webgpu", "limits", "out-of-memory", "device-lost", "internal") and the download's ("download-failed",
@@ -44,12 +44,15 @@ self.onmessage = async ({ data: { kind, id, payload } }) => {
 async function load({ modelUrl, contextLength, backend }, onProgress) {
   const [model, eng] = await Promise.all([openModel(modelUrl, { onProgress }), startEngine()]);
   const { manifest, files, readShard } = model;
+  // Until it asks for the first shard the engine sets up the device and allocates its memory (seconds for
+  // an 8B model): say so, rather than leave the stored model's check standing at 100 %.
+  onProgress({ phase: 'prepare', loaded: 0, total: 0, modelBytes: manifest.total_bytes, note: '' });
   const upload = uploadProgress(manifest.shards.length, onProgress);
   const info = await running(eng.load({
     manifest,
     files,
     fetchShard: (i) => {
-      upload.shard = i;
+      upload.fetching(i);
       return readShard(i);
     },
     onProgress: (phase, done, total) => upload.report(phase, Number(done), Number(total)),
@@ -65,17 +68,24 @@ async function load({ modelUrl, contextLength, backend }, onProgress) {
   };
 }
 
-// uploadProgress turns the engine's (phase, done, total) callbacks into the same events as the download's.
+// uploadProgress turns the engine's (phase, done, total) callbacks, one after each shard, into the same
+// events as the download's. The rate counts from the first shard's request, so the time the engine spent
+// setting up and allocating does not inflate the ETA.
 function uploadProgress(shardsTotal, onProgress) {
-  const start = performance.now();
+  let start; // performance.now() when the first shard was asked for
+  let fetched = -1; // the last shard asked for: done when the engine next reports
   return {
-    shard: 0,
+    fetching(i) {
+      start ??= performance.now();
+      fetched = i;
+    },
     report(phase, done, total) {
-      const seconds = (performance.now() - start) / 1000;
+      const seconds = (performance.now() - (start ?? performance.now())) / 1000;
       const rate = seconds > 0.5 ? done / seconds : 0;
+      const shardsDone = fetched + 1;
       onProgress({
         phase, loaded: done, total, bytesPerSecond: rate, etaSeconds: rate > 0 ? (total - done) / rate : null,
-        shard: `shard ${this.shard + 1}`, shardsDone: this.shard, shardsTotal, note: '',
+        shard: shardsDone < shardsTotal ? `shard ${shardsDone + 1}` : '', shardsDone, shardsTotal, note: '',
       });
     },
   };

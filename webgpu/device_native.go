@@ -4,7 +4,9 @@ package webgpu
 
 import (
 	"fmt"
+	"os"
 	"slices"
+	"strings"
 
 	"github.com/oliverbestmann/webgpu/wgpu"
 )
@@ -26,13 +28,14 @@ type platform struct {
 // that uses the device. Left to the binding, each would be released by a GC finalizer on the finalizer's
 // goroutine, and the binding keeps no wrapper alive across its own C calls: a finalizer could then release
 // an object while a call it was handed is still inside wgpu-native, a use after free that corrupts
-// wgpu-native's memory (issue 17; TestNoFinalizers checks that none is left to a finalizer).
+// wgpu-native's memory (issue 17; TestDeviceOwnsAndClosesEverything checks that Close releases them all).
 func own[T releaser](d *Device, obj T) T {
 	d.plat.owned = append(d.plat.owned, obj)
 	return obj
 }
 
 func (d *Device) open() error {
+	quietDeviceSelect()
 	inst := wgpu.CreateInstance(&wgpu.InstanceDescriptor{Backends: primaryBackends})
 	d.plat.inst = inst
 	adapter, err := inst.RequestAdapter(&wgpu.RequestAdapterOptions{PowerPreference: wgpu.PowerPreferenceHighPerformance})
@@ -72,6 +75,23 @@ func (d *Device) close() {
 	d.plat.adapter.Release()
 	d.plat.inst.Release()
 	d.queue, d.dev, d.plat = nil, nil, platform{}
+}
+
+// quietDeviceSelect turns off Mesa's device-select layer where all it can do is print errors. That implicit
+// Vulkan layer asks the Wayland compositor which GPU shows the desktop, and without a session (a server,
+// ssh, CI) libwayland prints "error: XDG_RUNTIME_DIR is invalid or not set in the environment." on each of
+// the two vkEnumeratePhysicalDevices calls. Without an absolute XDG_RUNTIME_DIR (or WAYLAND_SOCKET, or an
+// absolute WAYLAND_DISPLAY) no compositor can be reached anyway; the layer only orders the devices, and wgpu
+// picks the high-performance one itself. NODEVICE_SELECT=1 is the layer's own off switch (its manifest's
+// disable_environment); a value the user set is left alone, and nothing else is silenced.
+func quietDeviceSelect() {
+	if strings.HasPrefix(os.Getenv("XDG_RUNTIME_DIR"), "/") || os.Getenv("WAYLAND_SOCKET") != "" ||
+		strings.HasPrefix(os.Getenv("WAYLAND_DISPLAY"), "/") {
+		return
+	}
+	if _, set := os.LookupEnv("NODEVICE_SELECT"); !set {
+		os.Setenv("NODEVICE_SELECT", "1")
+	}
 }
 
 // scoped runs f. Natively the binding already wraps every Try call in a validation error scope and turns

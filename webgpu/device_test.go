@@ -3,6 +3,10 @@ package webgpu
 import (
 	"errors"
 	"os"
+	"os/exec"
+	"runtime"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 
@@ -63,4 +67,25 @@ func TestValidationErrorIsGoError(t *testing.T) {
 	_, err = d.bind(k, x, x, x)
 	require.Error(t, err)
 	t.Logf("bind error: %v", err)
+}
+
+// Opening a device outside a desktop session prints nothing: Mesa's device-select layer would make
+// libwayland print "error: XDG_RUNTIME_DIR is invalid or not set in the environment." twice. The device
+// test runs again in a child process whose environment has no session, and its output is checked.
+func TestDeviceQuietWithoutSession(t *testing.T) {
+	if runtime.GOOS == "js" {
+		t.Skip("a browser has no Vulkan layers")
+	}
+	testDevice(t) // skips or fails here, as every device test does, without an adapter
+	env := slices.DeleteFunc(os.Environ(), func(kv string) bool {
+		name, _, _ := strings.Cut(kv, "=")
+		return name == "XDG_RUNTIME_DIR" || name == "WAYLAND_DISPLAY" || name == "WAYLAND_SOCKET" || name == "NODEVICE_SELECT"
+	})
+	cmd := exec.Command(os.Args[0], "-test.run=^TestDeviceLimits$", "-test.count=1", "-test.v")
+	cmd.Env = env
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	require.Contains(t, string(out), "--- PASS: TestDeviceLimits")
+	require.NotContains(t, string(out), "XDG_RUNTIME_DIR")
+	require.NotContains(t, string(out), "error:")
 }

@@ -11,7 +11,6 @@ import (
 	"os"
 
 	"github.com/ilmweb/ilmweb/backend"
-	"github.com/ilmweb/ilmweb/model"
 )
 
 func main() {
@@ -31,11 +30,7 @@ func run(dir, name string, prompt, gen int, asJSON bool) error {
 	if dir == "" {
 		return fmt.Errorf("-model is required")
 	}
-	m, err := model.Load(dir)
-	if err != nil {
-		return err
-	}
-	b, err := backend.Open(name, m, prompt+gen+1)
+	m, b, err := backend.Load(name, dir, prompt+gen+1, nil)
 	if err != nil {
 		return err
 	}

@@ -1,12 +1,15 @@
 // Command chat talks with the model in the terminal, streaming the answer as it is generated.
 //
-//	go run ./cmd/chat -model DIR [-backend cpu|gpu] [-prompt TEXT] [-think] [-temperature F] [-seed N] [-max-tokens N]
+//	go run ./cmd/chat -model DIR [-backend cpu|gpu] [-prompt TEXT] [-think] [-temperature F] [-seed N] [-max-tokens N] [-v]
 //
 // Without -prompt it reads one user message per line until end of input; Ctrl-C stops the current answer.
+// On a terminal, stderr shows the load's and the prompt's progress and what was loaded; -v adds a line of
+// statistics per answer (and prints the load's line even when stderr is not a terminal).
 package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"flag"
 	"fmt"
@@ -16,13 +19,15 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/term"
+
 	"github.com/ilmweb/ilmweb/backend"
 	"github.com/ilmweb/ilmweb/model"
 )
 
 type options struct {
 	dir, backend, prompt, system string
-	think                        bool
+	think, verbose               bool
 	maxTokens, ctxLen            int
 	sampling                     model.SamplingParams
 	seed                         int64
@@ -43,14 +48,17 @@ func main() {
 	flag.Int64Var(&o.seed, "seed", -1, "random seed for reproducible sampling (-1: from the clock)")
 	flag.IntVar(&o.maxTokens, "max-tokens", 0, "new tokens per answer (default 1024, or 8192 with -think)")
 	flag.IntVar(&o.ctxLen, "ctx", 4096, "context length in tokens")
+	flag.BoolVar(&o.verbose, "v", false, "statistics on stderr: the load's time and memory, each answer's prefill, first-token and decode speed")
 	flag.Parse()
-	if err := run(o, os.Stdin, os.Stdout); err != nil {
+	st := &status{w: os.Stderr, tty: term.IsTerminal(int(os.Stderr.Fd())), verbose: o.verbose}
+	if err := run(o, os.Stdin, os.Stdout, st); err != nil {
+		st.clear()
 		fmt.Fprintln(os.Stderr, "chat:", err)
 		os.Exit(1)
 	}
 }
 
-func run(o options, in io.Reader, out io.Writer) error {
+func run(o options, in io.Reader, out io.Writer, st *status) error {
 	if o.dir == "" {
 		return fmt.Errorf("-model is required")
 	}
@@ -64,16 +72,17 @@ func run(o options, in io.Reader, out io.Writer) error {
 	if o.seed < 0 {
 		o.sampling.Seed = uint64(time.Now().UnixNano())
 	}
-	m, err := model.Load(o.dir)
-	if err != nil {
-		return err
-	}
-	ctxLen := min(o.ctxLen, m.Config.ContextLimit())
-	b, err := backend.Open(o.backend, m, ctxLen)
+	st.progress("loading %s…", o.dir)
+	loadStart := time.Now()
+	m, b, err := backend.Load(o.backend, o.dir, o.ctxLen, func(done, total int64) {
+		st.progress("loading %s: %d%% (%s of %s)", o.dir, 100*done/total, backend.GB(done), backend.GB(total))
+	})
 	if err != nil {
 		return err
 	}
 	defer b.Close()
+	st.stats(true, "loaded %s in %.1f s on %s · %s", o.dir, time.Since(loadStart).Seconds(), b.Name, b.Memory())
+	ctxLen := b.MaxContext()
 	session := model.NewSession(b, m.Config)
 	var history []model.Message
 	if o.system != "" {
@@ -92,16 +101,33 @@ func run(o options, in io.Reader, out io.Writer) error {
 		defer stop()
 		dec := m.Tokenizer.NewStreamDecoder()
 		var reply strings.Builder
-		_, err = session.Generate(ctx, ids, model.GenerateOptions{MaxTokens: o.maxTokens, Stop: m.Stop, Sampling: o.sampling},
+		start := time.Now()
+		var first time.Time
+		opt := model.GenerateOptions{MaxTokens: o.maxTokens, Stop: m.Stop, Sampling: o.sampling,
+			Prefill: func(done, total int) { st.progress("prompt: %d of %d tokens", done, total) }}
+		res, err := session.Generate(ctx, ids, opt,
 			func(id int) error {
+				if first.IsZero() {
+					first = time.Now()
+					st.clear()
+				}
 				s := dec.Add(id)
 				reply.WriteString(s)
 				_, err := io.WriteString(out, s)
 				return err
 			})
+		end := time.Now()
+		st.clear()
 		s := dec.Flush()
 		reply.WriteString(s)
 		fmt.Fprintln(out, s)
+		if first.IsZero() {
+			first = end // stopped before the first token
+		}
+		prefill, decode := first.Sub(start).Seconds(), end.Sub(first).Seconds()
+		st.stats(false, "[prompt %d tokens, %d run: first token after %.2f s (%s) · %d tokens in %.2f s (%s) · %s]",
+			res.PromptTokens, res.Prefilled, prefill, perSecond(res.Prefilled, prefill),
+			len(res.Tokens), decode, perSecond(len(res.Tokens)-1, decode), cmp.Or(res.FinishReason, "stopped"))
 		history = append(history, model.Message{Role: "assistant", Content: reply.String()})
 		if ctx.Err() != nil {
 			fmt.Fprintln(out, "[stopped]")
@@ -125,4 +151,44 @@ func run(o options, in io.Reader, out io.Writer) error {
 		fmt.Fprint(out, "> ")
 	}
 	return lines.Err()
+}
+
+// perSecond is a speed for the statistics line: n tokens in seconds.
+func perSecond(n int, seconds float64) string {
+	if n <= 0 || seconds <= 0 {
+		return "- tok/s"
+	}
+	return fmt.Sprintf("%.1f tok/s", float64(n)/seconds)
+}
+
+// status is what chat says on stderr besides the answer: progress on a terminal, rewritten in place and
+// erased when done, and lines of statistics. Without a terminal and without -v it says nothing.
+type status struct {
+	w            io.Writer
+	tty, verbose bool
+	shown        bool // a progress line is on the terminal
+}
+
+// progress shows a line of progress in place of the last one, on a terminal only.
+func (s *status) progress(format string, args ...any) {
+	if s.tty {
+		fmt.Fprintf(s.w, "\r\x1b[K"+format, args...)
+		s.shown = true
+	}
+}
+
+// clear erases the progress line.
+func (s *status) clear() {
+	if s.shown {
+		fmt.Fprint(s.w, "\r\x1b[K")
+		s.shown = false
+	}
+}
+
+// stats prints a line of statistics with -v, and on a terminal too when onTerminal is set.
+func (s *status) stats(onTerminal bool, format string, args ...any) {
+	if s.verbose || (onTerminal && s.tty) {
+		s.clear()
+		fmt.Fprintf(s.w, format+"\n", args...)
+	}
 }

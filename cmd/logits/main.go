@@ -13,7 +13,6 @@ import (
 	"strings"
 
 	"github.com/ilmweb/ilmweb/backend"
-	"github.com/ilmweb/ilmweb/model"
 )
 
 func main() {
@@ -39,11 +38,7 @@ func run(dir, tokenList, backendName string) error {
 		}
 		ids = append(ids, id)
 	}
-	m, err := model.Load(dir)
-	if err != nil {
-		return err
-	}
-	b, err := backend.Open(backendName, m, len(ids))
+	_, b, err := backend.Load(backendName, dir, len(ids), nil)
 	if err != nil {
 		return err
 	}

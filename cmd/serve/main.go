@@ -90,22 +90,17 @@ func newAPI(o options) (*server.API, error) {
 	if o.model == "" {
 		return nil, fmt.Errorf("-api needs -model DIR")
 	}
-	m, err := model.Load(o.model)
+	m, b, err := backend.Load(o.backend, o.model, o.ctxLen, nil)
 	if err != nil {
 		return nil, err
 	}
+	fmt.Println("engine:", b.Name)
 	queue := o.queue
 	if queue == 0 {
 		queue = -1 // the flag's 0 means no waiting; the config's 0 means the default
 	}
-	return server.NewAPI(server.APIConfig{Model: m, ModelID: o.name, NewDecoder: func(m *model.Model, ctxLen int) (model.Decoder, error) {
-		b, err := backend.Open(o.backend, m, ctxLen)
-		if err != nil {
-			return nil, err
-		}
-		fmt.Println("engine:", b.Name)
-		return b, nil
-	},
-
-		ContextLen: min(o.ctxLen, m.Config.ContextLimit()), QueueSize: queue})
+	// The engine is built already (on the GPU, streamed from a converted model's shards): the API takes it.
+	return server.NewAPI(server.APIConfig{Model: m, ModelID: o.name,
+		NewDecoder: func(*model.Model, int) (model.Decoder, error) { return b, nil },
+		ContextLen: b.MaxContext(), QueueSize: queue})
 }

@@ -2,7 +2,10 @@
 // file as /wasm_exec.js (and an empty module as /engine.wasm). Its Go.run publishes an ilmwebEngine with
 // the interface of wasm/main.go, so worker.js, download.js, engine.js and the page run unchanged.
 //
-// load reads every shard through fetchShard and checks its size; chat answers from the last user message:
+// load reads every shard through fetchShard and checks its size. Time it would take passes on a virtual
+// clock instead (this worker's performance.now runs ahead): ten minutes of device set-up and allocation
+// before the first shard, then one second per shard, so the page's upload rate and ETA come from known
+// durations. chat answers from the last user message:
 //   "echo:TEXT"   streams TEXT back verbatim (markup and all)
 //   "count:N"     streams "1 2 … N", slowly enough to be stopped
 //   "lose-device" fails the way a lost GPU does (an Error with .type "device-lost")
@@ -17,6 +20,12 @@ const SCRIPTED = {
 };
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+let ahead = 0; // milliseconds this worker's clock runs ahead of the real one
+const realNow = performance.now.bind(performance);
+Object.defineProperty(performance, 'now', { value: () => realNow() + ahead, configurable: true });
+const SETUP_MS = 10 * 60 * 1000;
+const SHARD_MS = 1000;
 const typed = (type, message) => Object.assign(new Error(message), { type });
 
 function mockEngine() {
@@ -29,8 +38,10 @@ function mockEngine() {
       }
       const total = manifest.shards.reduce((n, s) => n + s.bytes, 0);
       let done = 0;
+      ahead += SETUP_MS;
       for (let i = 0; i < manifest.shards.length; i++) {
         const bytes = await fetchShard(i);
+        ahead += SHARD_MS;
         if (!(bytes instanceof Uint8Array) || bytes.length !== manifest.shards[i].bytes) {
           throw typed('internal', `mock: shard ${i} has ${bytes?.length} bytes, want ${manifest.shards[i].bytes}`);
         }
