@@ -28,6 +28,20 @@ const (
 	MaxArrayBytes = 128 << 20
 )
 
+// Limits on a manifest, checked before anything it lists is read or fetched, so a hostile model host cannot
+// make a reader hold or store more than these. They are far above InternLM3-8B's needs (a 300 KB manifest,
+// 6 files, ~80 shards of 64 MiB in q4, ~500 in f32). The page's download manager applies the same ones
+// (MANIFEST_LIMITS in web/download.js; e2e/hostile_test.go checks that they agree).
+const (
+	MaxManifestBytes = 16 << 20
+	MaxFiles         = 32
+	MaxFileBytes     = MaxTokenizerModelBytes // the largest of the small files
+	MaxShards        = 4096
+	MaxShardBytes    = 256 << 20 // the page holds a shard in memory while it hashes and uploads it
+	MaxTotalBytes    = 64 << 30  // Σ shards
+	MaxTensors       = 1 << 14
+)
+
 // Manifest is manifest.json.
 type Manifest struct {
 	Format     string          `json:"format"`  // "ilmweb"
@@ -138,6 +152,9 @@ func ParseManifest(name string, data []byte) (*Manifest, error) {
 	fail := func(format string, args ...any) (*Manifest, error) {
 		return nil, fmt.Errorf("%s: %s", name, oneLine(fmt.Sprintf(format, args...)))
 	}
+	if len(data) > MaxManifestBytes {
+		return fail("%d bytes, over the limit of %d", len(data), MaxManifestBytes)
+	}
 	if err := checkDuplicateKeys(data); err != nil {
 		return fail("%v", err)
 	}
@@ -167,24 +184,27 @@ func ParseManifest(name string, data []byte) (*Manifest, error) {
 	if err := m.checkQuant(); err != nil {
 		return fail("%v", err)
 	}
-	if err := checkFiles("files", m.Files, false); err != nil {
+	if err := checkFiles("files", m.Files, false, MaxFiles, MaxFileBytes); err != nil {
 		return fail("%v", err)
 	}
-	if err := checkFiles("shards", m.Shards, true); err != nil {
+	if err := checkFiles("shards", m.Shards, true, MaxShards, MaxShardBytes); err != nil {
 		return fail("%v", err)
 	}
 	var total int64
 	for _, s := range m.Shards {
-		if total > math.MaxInt64-s.Bytes {
-			return fail("field \"shards\": total size overflows")
-		}
-		total += s.Bytes
+		total += s.Bytes // at most MaxShards × MaxShardBytes: no overflow
+	}
+	if total > MaxTotalBytes {
+		return fail("field \"shards\": %d bytes in all, over the limit of %d", total, MaxTotalBytes)
 	}
 	if m.TotalBytes != total {
 		return fail("field \"total_bytes\": %d, but the shards add up to %d", m.TotalBytes, total)
 	}
 	if len(m.Tensors) == 0 {
 		return fail("field \"tensors\": empty")
+	}
+	if len(m.Tensors) > MaxTensors {
+		return fail("field \"tensors\": %d tensors, over the limit of %d", len(m.Tensors), MaxTensors)
 	}
 	seen := map[string]bool{}
 	var arrays []array
@@ -233,8 +253,11 @@ func (m *Manifest) checkQuant() error {
 	return nil
 }
 
-// checkFiles checks names (plain file names, unique; shards named by ShardName), sizes and sha256.
-func checkFiles(field string, files []FileEntry, shards bool) error {
+// checkFiles checks the count, names (plain file names, unique; shards named by ShardName), sizes and sha256.
+func checkFiles(field string, files []FileEntry, shards bool, maxCount int, maxBytes int64) error {
+	if len(files) > maxCount {
+		return fmt.Errorf("field %q: %d entries, over the limit of %d", field, len(files), maxCount)
+	}
 	seen := map[string]bool{}
 	for i, f := range files {
 		if len(f.SHA256) != 64 || strings.ToLower(f.SHA256) != f.SHA256 || !isHex(f.SHA256) {
@@ -250,6 +273,8 @@ func checkFiles(field string, files []FileEntry, shards bool) error {
 			return fmt.Errorf("field %q: %q listed twice", field, f.Name)
 		case f.Bytes < 0 || (shards && f.Bytes == 0):
 			return fmt.Errorf("field %q: %q: bad size %d", field, f.Name, f.Bytes)
+		case f.Bytes > maxBytes:
+			return fmt.Errorf("field %q: %q: %d bytes, over the limit of %d", field, f.Name, f.Bytes, maxBytes)
 		}
 		seen[f.Name] = true
 	}
