@@ -2,6 +2,7 @@ package model
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -114,6 +115,35 @@ var manifestEdits = []manifestEdit{
 	{"truncated", nil, `{"format":`, "unexpected end of JSON"},
 	{"not object", nil, `[]`, "invalid manifest JSON"},
 	{"deep", nil, strings.Repeat("[", 100) + strings.Repeat("]", 100), "nested deeper than 64"},
+	// The limits a hostile model host runs into (the page applies the same ones before fetching anything).
+	{"huge manifest", nil, `{"source":"` + strings.Repeat("x", MaxManifestBytes) + `"}`, "bytes, over the limit of 16777216"},
+	{"too many files", func(m map[string]any) {
+		files := m["files"].([]any)
+		for i := len(files); i <= MaxFiles; i++ {
+			files = append(files, map[string]any{"name": fmt.Sprintf("f%d", i), "bytes": 1, "sha256": sha})
+		}
+		m["files"] = files
+	}, "", `field "files": 33 entries, over the limit of 32`},
+	{"huge file", func(m map[string]any) { m["files"].([]any)[1].(map[string]any)["bytes"] = MaxFileBytes + 1 }, "",
+		`field "files": "tokenizer.model": 33554433 bytes, over the limit of 33554432`},
+	{"dot-dot file", func(m map[string]any) { m["files"].([]any)[1].(map[string]any)["name"] = ".." }, "", `".." is not a plain file name`},
+	{"too many shards", func(m map[string]any) {
+		shards := make([]any, MaxShards+1)
+		for i := range shards {
+			shards[i] = map[string]any{"name": ShardName(i, sha), "bytes": 1, "sha256": sha}
+		}
+		m["shards"] = shards
+	}, "", `field "shards": 4097 entries, over the limit of 4096`},
+	{"huge shard", func(m map[string]any) { m["shards"].([]any)[0].(map[string]any)["bytes"] = MaxShardBytes + 1 }, "",
+		"268435457 bytes, over the limit of 268435456"},
+	{"huge total", func(m map[string]any) {
+		shards := make([]any, MaxTotalBytes/MaxShardBytes+1)
+		for i := range shards {
+			shards[i] = map[string]any{"name": ShardName(i, sha), "bytes": MaxShardBytes, "sha256": sha}
+		}
+		m["shards"] = shards
+	}, "", `field "shards": 68987912192 bytes in all, over the limit of 68719476736`},
+	{"size not an integer", func(m map[string]any) { m["shards"].([]any)[0].(map[string]any)["bytes"] = 1.5 }, "", "invalid manifest JSON"},
 }
 
 func (e manifestEdit) apply(t testing.TB) []byte {
