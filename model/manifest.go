@@ -5,14 +5,16 @@ import (
 	"cmp"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"math"
 	"path"
 	"slices"
+	"reflect"
 	"strconv"
 	"strings"
+
+	"github.com/ilmweb/ilmweb/internal/strictjson"
 )
 
 // A converted model directory (docs/FORMAT.md): manifest.json, content-addressed weight shards and copies
@@ -155,7 +157,7 @@ func ParseManifest(name string, data []byte) (*Manifest, error) {
 	if len(data) > MaxManifestBytes {
 		return fail("%d bytes, over the limit of %d", len(data), MaxManifestBytes)
 	}
-	if err := checkDuplicateKeys(data); err != nil {
+	if err := strictjson.Check("manifest", data, reflect.TypeFor[Manifest]()); err != nil {
 		return fail("%v", err)
 	}
 	var m Manifest
@@ -365,65 +367,6 @@ func (m *Manifest) checkTensor(t *TensorEntry) ([]array, error) {
 		return nil, fmt.Errorf("parts cover rows [0, %d) of %d", next, t.Rows())
 	}
 	return arrays, nil
-}
-
-// checkDuplicateKeys walks the JSON and rejects an object with a repeated key, which encoding/json would
-// silently resolve to the last one, and keys outside the config that are not lowercase.
-func checkDuplicateKeys(data []byte) error {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
-	var walk func(where string, depth int) error
-	walk = func(where string, depth int) error {
-		if depth > 64 {
-			return fmt.Errorf("JSON nested deeper than 64 levels at %s", where)
-		}
-		tok, err := dec.Token()
-		if err != nil {
-			return fmt.Errorf("invalid manifest JSON: %v", jsonMsg(err))
-		}
-		switch tok {
-		case json.Delim('{'):
-			keys := map[string]bool{}
-			for dec.More() {
-				tok, err := dec.Token()
-				if err != nil {
-					return fmt.Errorf("invalid manifest JSON: %v", jsonMsg(err))
-				}
-				k, _ := tok.(string)
-				if keys[k] {
-					return fmt.Errorf("duplicate key %q in %s", k, where)
-				}
-				// encoding/json matches field names case-insensitively; the format's keys are lowercase
-				if k != strings.ToLower(k) && !strings.HasPrefix(where, "manifest.config") {
-					return fmt.Errorf("key %q in %s is not lowercase", k, where)
-				}
-				keys[k] = true
-				if err := walk(where+"."+k, depth+1); err != nil {
-					return err
-				}
-			}
-		case json.Delim('['):
-			for i := 0; dec.More(); i++ {
-				if err := walk(where+"["+strconv.Itoa(i)+"]", depth+1); err != nil {
-					return err
-				}
-			}
-		default:
-			return nil
-		}
-		if _, err := dec.Token(); err != nil { // closing delimiter
-			return fmt.Errorf("invalid manifest JSON: %v", jsonMsg(err))
-		}
-		return nil
-	}
-	return walk("manifest", 0)
-}
-
-func jsonMsg(err error) string {
-	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-		return "unexpected end of JSON"
-	}
-	return err.Error()
 }
 
 // oneLine quotes s if it holds control characters, so that an error message stays on one line.

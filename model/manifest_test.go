@@ -108,7 +108,7 @@ var manifestEdits = []manifestEdit{
 	{"error", func(m map[string]any) { tensorAt(m, 0)["error"].(map[string]any)["rel_rmse"] = -1 }, "", `field "error"`},
 	{"unknown field", func(m map[string]any) { m["extra"] = 1 }, "", `unknown field "extra"`},
 	{"unknown part field", func(m map[string]any) { partAt(m, 0, 0)["shard_name"] = "x" }, "", `unknown field "shard_name"`},
-	{"upper case key", func(m map[string]any) { m["Format"] = m["format"]; delete(m, "format") }, "", `key "Format" in manifest is not lowercase`},
+	{"upper case key", func(m map[string]any) { m["Format"] = m["format"]; delete(m, "format") }, "", `key "Format" in manifest: keys are case-sensitive, the field is "format"`},
 	{"duplicate key", nil, `{"format":"ilmweb","format":"ilmweb"}`, `duplicate key "format" in manifest`},
 	{"duplicate nested", nil, `{"tensors":[{"parts":[{"rows":[0,1],"rows":[0,1]}]}]}`, `duplicate key "rows" in manifest.tensors[0].parts[0]`},
 	{"trailing", nil, `{} {}`, "trailing data"},
