@@ -9,8 +9,8 @@ import (
 	"io"
 	"math"
 	"path"
-	"slices"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 
