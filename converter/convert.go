@@ -128,10 +128,18 @@ func Convert(ctx context.Context, src, dst string, opts Options) (*model.Manifes
 
 	// Build in a temporary sibling, then rename.
 	parent := filepath.Dir(filepath.Clean(dst))
-	if err := os.MkdirAll(parent, 0o755); err != nil {
+	undoParents, err := createParents(parent)
+	if err != nil {
 		return nil, fmt.Errorf("create output: %w", err)
 	}
-	tmp, err := os.MkdirTemp(parent, "."+filepath.Base(dst)+".tmp-")
+	done := false
+	defer func() {
+		if !done {
+			undoParents()
+		}
+	}()
+	removeStale(dst)
+	tmp, err := os.MkdirTemp(parent, tmpPrefix(dst))
 	if err != nil {
 		return nil, fmt.Errorf("create output: %w", err)
 	}
@@ -139,6 +147,11 @@ func Convert(ctx context.Context, src, dst string, opts Options) (*model.Manifes
 	if err := os.Chmod(tmp, 0o755); err != nil {
 		return nil, fmt.Errorf("create output: %w", err)
 	}
+	lockFile, err := lock(filepath.Join(tmp, lockName))
+	if err != nil {
+		return nil, fmt.Errorf("create output: %w", err)
+	}
+	defer lockFile.Close()
 	c := &conversion{opts: &opts, in: in, man: man, dir: tmp, shardSizes: shardSizes}
 	if err := c.run(ctx); err != nil {
 		return nil, err
@@ -165,9 +178,14 @@ func Convert(ctx context.Context, src, dst string, opts Options) (*model.Manifes
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	// The lock file stays open (and locked) until the rename: only its name leaves the output.
+	if err := os.Remove(filepath.Join(tmp, lockName)); err != nil {
+		return nil, fmt.Errorf("create output: %w", err)
+	}
 	if err := replaceDir(tmp, dst); err != nil {
 		return nil, err
 	}
+	done = true
 	return man, nil
 }
 

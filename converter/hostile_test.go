@@ -3,9 +3,13 @@
 package converter
 
 import (
+	"bufio"
 	"context"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -79,4 +83,78 @@ func TestConvertHonoursCancellationBeforeReading(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel() // what SIGTERM does through signal.NotifyContext in cmd/convert
 	require.ErrorIs(t, convertWithin(t, ctx, src), context.Canceled)
+}
+
+// TestMain doubles as the conversion that TestKilledConversionIsCleanedUp kills: with killEnv set, the
+// test binary converts and freezes at its first progress report, its temporary directory half written.
+const killEnv = "ILMWEB_TEST_CONVERT_THEN_FREEZE"
+
+func TestMain(m *testing.M) {
+	if args := os.Getenv(killEnv); args != "" {
+		src, dst, _ := strings.Cut(args, "\n")
+		Convert(context.Background(), src, dst, Options{Workers: 1, Progress: func(string, int64, int64) {
+			fmt.Println("frozen")
+			select {}
+		}})
+		os.Exit(1)
+	}
+	os.Exit(m.Run())
+}
+
+func TestKilledConversionIsCleanedUp(t *testing.T) {
+	src := tinyHF(t)
+	parent := t.TempDir()
+	dst := filepath.Join(parent, "out")
+	tmps := func() []string {
+		m, err := filepath.Glob(filepath.Join(parent, ".out.tmp-*"))
+		require.NoError(t, err)
+		return m
+	}
+
+	// A conversion killed with SIGKILL leaves its temporary directory.
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), killEnv+"="+src+"\n"+dst)
+	out, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	require.NoError(t, cmd.Start())
+	line, err := bufio.NewReader(out).ReadString('\n')
+	require.NoError(t, err)
+	require.Equal(t, "frozen\n", line)
+	require.NoError(t, cmd.Process.Kill())
+	cmd.Wait()
+	require.Len(t, tmps(), 1)
+
+	// Beside it: a directory of the same pattern whose conversion still runs (its lock is held), one
+	// without the lock file (nothing proves it is the converter's), and one of another DST.
+	running := filepath.Join(parent, ".out.tmp-running")
+	require.NoError(t, os.Mkdir(running, 0o755))
+	held, err := lock(filepath.Join(running, lockName))
+	require.NoError(t, err)
+	defer held.Close()
+	unproven := filepath.Join(parent, ".out.tmp-unproven")
+	require.NoError(t, os.Mkdir(unproven, 0o755))
+	other := filepath.Join(parent, ".other.tmp-1")
+	require.NoError(t, os.Mkdir(other, 0o755))
+	_, err = lock(filepath.Join(other, lockName))
+	require.NoError(t, err)
+
+	// The next conversion to DST deletes the dead one's directory, and only that.
+	_, err = Convert(context.Background(), src, dst, Options{Workers: 1})
+	require.NoError(t, err)
+	require.ElementsMatch(t, []string{running, unproven}, tmps())
+	require.DirExists(t, other)
+	require.NoFileExists(t, filepath.Join(dst, lockName))
+}
+
+func TestFailedConversionRemovesTheParentsItMade(t *testing.T) {
+	src := tinyHF(t)
+	root := t.TempDir()
+	dst := filepath.Join(root, "a", "b", "out")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	_, err := Convert(ctx, src, dst, Options{Workers: 1, Progress: func(string, int64, int64) { cancel() }})
+	require.ErrorIs(t, err, context.Canceled)
+	entries, err := os.ReadDir(root)
+	require.NoError(t, err)
+	require.Empty(t, entries, "the folders made for %s are left", dst)
 }
