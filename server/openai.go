@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"reflect"
 	"strings"
 
@@ -116,6 +117,10 @@ func decodeRequest(w http.ResponseWriter, r *http.Request, limit int64) (*chatRe
 	if err != nil {
 		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
 			return nil, tooLarge
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return nil, newError(http.StatusRequestTimeout, "invalid_request_error", "request_timeout", "",
+				"the request body did not arrive within %s", bodyTimeout)
 		}
 		return nil, invalid("", "could not read the request body: %v", err)
 	}
