@@ -39,7 +39,7 @@ const (
 	MaxFiles         = 32
 	MaxFileBytes     = MaxTokenizerModelBytes // the largest of the small files
 	MaxShards        = 4096
-	MaxShardBytes    = 256 << 20 // the page holds a shard in memory while it hashes and uploads it
+	MaxShardBytes    = 128 << 20 // the page holds a shard in memory while it hashes and uploads it
 	MaxTotalBytes    = 64 << 30  // Σ shards
 	MaxTensors       = 1 << 14
 )

@@ -135,14 +135,14 @@ var manifestEdits = []manifestEdit{
 		m["shards"] = shards
 	}, "", `field "shards": 4097 entries, over the limit of 4096`},
 	{"huge shard", func(m map[string]any) { m["shards"].([]any)[0].(map[string]any)["bytes"] = MaxShardBytes + 1 }, "",
-		"268435457 bytes, over the limit of 268435456"},
+		"134217729 bytes, over the limit of 134217728"},
 	{"huge total", func(m map[string]any) {
 		shards := make([]any, MaxTotalBytes/MaxShardBytes+1)
 		for i := range shards {
 			shards[i] = map[string]any{"name": ShardName(i, sha), "bytes": MaxShardBytes, "sha256": sha}
 		}
 		m["shards"] = shards
-	}, "", `field "shards": 68987912192 bytes in all, over the limit of 68719476736`},
+	}, "", `field "shards": 68853694464 bytes in all, over the limit of 68719476736`},
 	{"size not an integer", func(m map[string]any) { m["shards"].([]any)[0].(map[string]any)["bytes"] = 1.5 }, "", "invalid manifest JSON"},
 }
 
