@@ -290,12 +290,12 @@ func parseContent(raw json.RawMessage, nullOK bool) (string, string) {
 	if json.Unmarshal(raw, &s) == nil {
 		return s, ""
 	}
-	var parts []struct {
-		Type string  `json:"type"`
-		Text *string `json:"text"`
-	}
+	var parts []textPart
 	if json.Unmarshal(raw, &parts) != nil {
 		return "", "must be a string or a list of text parts"
+	}
+	if err := strictjson.Check("content", raw, reflect.TypeFor[[]textPart]()); err != nil {
+		return "", err.Error()
 	}
 	texts := make([]string, len(parts))
 	for j, p := range parts {
@@ -305,6 +305,11 @@ func parseContent(raw json.RawMessage, nullOK bool) (string, string) {
 		texts[j] = *p.Text
 	}
 	return strings.Join(texts, "\n"), ""
+}
+
+type textPart struct {
+	Type string  `json:"type"`
+	Text *string `json:"text"`
 }
 
 // parseStop accepts null, a string or a list of strings; empty strings are dropped.

@@ -24,6 +24,8 @@ func TestChatRefusesWhatItWouldIgnore(t *testing.T) {
 			`duplicate key "role" in the request.messages[0]`},
 		{"case-folded key", `{` + user + `, "MAX_TOKENS": 5}`, "MAX_TOKENS", `key "MAX_TOKENS" in the request: keys are case-sensitive, the field is "max_tokens"`},
 		{"case-folded nested key", `{"messages": [{"Role": "user", "content": "Hi"}]}`, "messages[0].Role", `the field is "role"`},
+		{"case-folded content part key", `{"messages": [{"role": "user", "content": [{"type": "text", "TEXT": "Hi"}]}]}`, "messages[0].content",
+			`key "TEXT" in content[0]: keys are case-sensitive, the field is "text"`},
 		{"case-folded option", `{` + user + `, "stream": true, "stream_options": {"Include_Usage": true}}`, "stream_options.Include_Usage", `the field is "include_usage"`},
 	} {
 		t.Run(c.name, func(t *testing.T) {

@@ -27,10 +27,7 @@ type KeyError struct {
 }
 
 func (e *KeyError) Error() string {
-	where := e.Doc
-	if e.Path != "" {
-		where += "." + e.Path
-	}
+	where := join(e.Doc, e.Path)
 	if e.Field == "" {
 		return fmt.Sprintf("duplicate key %q in %s", e.Key, where)
 	}
@@ -131,9 +128,10 @@ func fieldsOf(t reflect.Type) map[string]reflect.Type {
 	return fields
 }
 
+// join appends a key or an [index] path to path.
 func join(path, key string) string {
-	if path == "" {
-		return key
+	if path == "" || key == "" || strings.HasPrefix(key, "[") {
+		return path + key
 	}
 	return path + "." + key
 }
