@@ -111,6 +111,7 @@ fuzz:
 	$(GO) test -run=NONE -fuzz=FuzzParseManifest -fuzztime=60s ./model/
 	$(GO) test -run=NONE -fuzz=FuzzNewTokenizer -fuzztime=60s ./model/
 	$(GO) test -run=NONE -fuzz=FuzzParseConfig -fuzztime=60s ./model/
+	$(GO) test -run=NONE -fuzz=FuzzSampler -fuzztime=60s ./model/
 
 # bench-gpu-build prepares, here, what `make bench-gpu` runs on a lent GPU machine (carry build/gpu and .gl):
 # the tools as x86-64 binaries and the Vulkan loader packages such a machine may lack.

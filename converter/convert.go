@@ -17,6 +17,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/ilmweb/ilmweb/internal/safefile"
 	"github.com/ilmweb/ilmweb/model"
 	"github.com/ilmweb/ilmweb/safetensors"
 )
@@ -65,8 +66,8 @@ func (o *Options) setDefaults() error {
 	if o.Group < 8 || o.Group%8 != 0 {
 		return fmt.Errorf("-group %d: want a positive multiple of 8", o.Group)
 	}
-	if o.ShardSize < 4096 {
-		return fmt.Errorf("-shard-size %d: want at least 4096 bytes", o.ShardSize)
+	if o.ShardSize < 4096 || o.ShardSize > model.MaxShardBytes {
+		return fmt.Errorf("-shard-size %d: want 4096 to %d bytes (model.MaxShardBytes)", o.ShardSize, model.MaxShardBytes)
 	}
 	return nil
 }
@@ -101,7 +102,7 @@ func Convert(ctx context.Context, src, dst string, opts Options) (*model.Manifes
 	if sameDir(src, dst) {
 		return nil, fmt.Errorf("output %s is the source directory", dst)
 	}
-	in, err := openSource(src)
+	in, err := openSource(ctx, src)
 	if err != nil {
 		return nil, err
 	}
@@ -127,10 +128,18 @@ func Convert(ctx context.Context, src, dst string, opts Options) (*model.Manifes
 
 	// Build in a temporary sibling, then rename.
 	parent := filepath.Dir(filepath.Clean(dst))
-	if err := os.MkdirAll(parent, 0o755); err != nil {
+	undoParents, err := createParents(parent)
+	if err != nil {
 		return nil, fmt.Errorf("create output: %w", err)
 	}
-	tmp, err := os.MkdirTemp(parent, "."+filepath.Base(dst)+".tmp-")
+	done := false
+	defer func() {
+		if !done {
+			undoParents()
+		}
+	}()
+	removeStale(dst)
+	tmp, err := os.MkdirTemp(parent, tmpPrefix(dst))
 	if err != nil {
 		return nil, fmt.Errorf("create output: %w", err)
 	}
@@ -138,6 +147,11 @@ func Convert(ctx context.Context, src, dst string, opts Options) (*model.Manifes
 	if err := os.Chmod(tmp, 0o755); err != nil {
 		return nil, fmt.Errorf("create output: %w", err)
 	}
+	lockFile, err := lock(filepath.Join(tmp, lockName))
+	if err != nil {
+		return nil, fmt.Errorf("create output: %w", err)
+	}
+	defer lockFile.Close()
 	c := &conversion{opts: &opts, in: in, man: man, dir: tmp, shardSizes: shardSizes}
 	if err := c.run(ctx); err != nil {
 		return nil, err
@@ -164,9 +178,14 @@ func Convert(ctx context.Context, src, dst string, opts Options) (*model.Manifes
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	// The lock file stays open (and locked) until the rename: only its name leaves the output.
+	if err := os.Remove(filepath.Join(tmp, lockName)); err != nil {
+		return nil, fmt.Errorf("create output: %w", err)
+	}
 	if err := replaceDir(tmp, dst); err != nil {
 		return nil, err
 	}
+	done = true
 	return man, nil
 }
 
@@ -241,7 +260,7 @@ type srcTensor struct {
 
 // openSource checks the config, tokenizer and chat files, every safetensors header, and that every
 // tensor the config calls for is present with its shape and a float dtype, and no other tensor is.
-func openSource(dir string) (*input, error) {
+func openSource(ctx context.Context, dir string) (*input, error) {
 	if st, err := os.Stat(dir); err != nil {
 		return nil, fmt.Errorf("source: %w", err)
 	} else if !st.IsDir() {
@@ -253,9 +272,15 @@ func openSource(dir string) (*input, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	in := &input{}
 	for _, name := range copiedFiles {
-		data, err := os.ReadFile(filepath.Join(dir, name))
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		data, err := safefile.ReadFile(filepath.Join(dir, name), model.FileLimit(name))
 		if errors.Is(err, os.ErrNotExist) && name == "generation_config.json" {
 			continue
 		}

@@ -31,6 +31,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/ilmweb/ilmweb/internal/safefile"
+	"github.com/ilmweb/ilmweb/safetensors"
 )
 
 // DownloadOptions configures Download. The zero value is ready to use.
@@ -320,7 +323,7 @@ func (d *hubDownloader) run() error {
 // readIndex returns the sorted, de-duplicated shard names of a safetensors index,
 // each checked to be a plain file name.
 func (d *hubDownloader) readIndex(f *hubFile) ([]string, error) {
-	b, err := os.ReadFile(filepath.Join(d.dir, f.name))
+	b, err := safefile.ReadFile(filepath.Join(d.dir, f.name), safetensors.MaxIndexSize)
 	if err != nil {
 		return nil, d.errorf(f, "%v", err)
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/x448/float16"
 
+	"github.com/ilmweb/ilmweb/internal/safefile"
 	"github.com/ilmweb/ilmweb/model"
 	"github.com/ilmweb/ilmweb/safetensors"
 )
@@ -73,7 +74,7 @@ func (c *conversion) run(ctx context.Context) error {
 	readers := map[string]*os.File{}
 	for _, t := range c.in.tensors {
 		if readers[t.path] == nil {
-			f, err := os.Open(t.path)
+			f, err := safefile.Open(t.path)
 			if err != nil {
 				return fmt.Errorf("source: %w", err)
 			}

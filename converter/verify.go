@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/ilmweb/ilmweb/internal/safefile"
 	"github.com/ilmweb/ilmweb/model"
 )
 
@@ -16,7 +17,7 @@ import (
 // called after each file with the bytes checked so far.
 func Verify(ctx context.Context, dir string, progress func(done, total int64)) (*model.Manifest, error) {
 	manPath := filepath.Join(dir, model.ManifestFile)
-	raw, err := os.ReadFile(manPath)
+	raw, err := safefile.ReadFile(manPath, model.MaxManifestBytes)
 	if err != nil {
 		return nil, fmt.Errorf("verify: %w", err)
 	}

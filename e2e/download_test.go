@@ -9,6 +9,8 @@ import (
 
 	"github.com/chromedp/cdproto/storage"
 	"github.com/chromedp/chromedp"
+
+	"github.com/ilmweb/ilmweb/model"
 )
 
 // The download manager (web/download.js) through the public API (web/engine.js) on testdata/harness.html,
@@ -242,14 +244,12 @@ func TestQuotaExceeded(t *testing.T) {
 	s := newTestServer(t, m, true)
 	ctx := openHarness(t, s)
 
-	// Before anything is downloaded: a model larger than the space the browser says it has left fails at
-	// once, saying how much is needed and how much is available.
-	free := eval[float64](t, ctx, `navigator.storage.estimate().then((e) => e.quota - e.usage)`)
-	huge := entry{Name: "shard-00002-0000000000000000.bin", Bytes: int64(free) + 1<<30, SHA256: strings.Repeat("0", 64)}
-	m.rewriteManifest(t, append(m.shards[:2:2], huge))
+	// Before anything is downloaded: a model larger than the whole quota fails at once, saying so.
+	quota := int64(eval[float64](t, ctx, `navigator.storage.estimate().then((e) => e.quota)`))
+	m.rewriteManifest(t, append(m.shards[:2:2], bigShards(t, 2, quota+1<<30)...))
 	r := load(t, ctx)
-	if r.OK || r.Type != "quota-exceeded" || !strings.Contains(r.Message, "more are needed") || !strings.Contains(r.Message, "store only") {
-		t.Fatalf("load over quota = %+v, want quota-exceeded saying how much is needed and available", r)
+	if r.OK || r.Type != "quota-exceeded" || !strings.Contains(r.Message, "it takes") || !strings.Contains(r.Message, "at most") {
+		t.Fatalf("load over quota = %+v, want quota-exceeded saying how large the model and the quota are", r)
 	}
 	if n := len(s.requests("")); n != 1 {
 		t.Errorf("%d requests before the quota check failed, want 1 (the manifest): %+v", n, s.requests(""))
@@ -257,12 +257,29 @@ func TestQuotaExceeded(t *testing.T) {
 
 	// A browser that grants less than it estimated: the refused write says so too.
 	m.rewriteManifest(t, m.shards)
-	quota := float64(1 << 20)
-	if _, err := chromedp.Call(ctx, storage.OverrideQuotaForOrigin, storage.OverrideQuotaForOriginParams{Origin: s.URL, QuotaSize: &quota}); err != nil {
+	granted := float64(1 << 20)
+	if _, err := chromedp.Call(ctx, storage.OverrideQuotaForOrigin, storage.OverrideQuotaForOriginParams{Origin: s.URL, QuotaSize: &granted}); err != nil {
 		t.Fatal(err)
 	}
 	if r := load(t, ctx); r.OK || r.Type != "quota-exceeded" || !strings.Contains(r.Message, "refused to store") {
 		t.Fatalf("load with writes refused = %+v, want quota-exceeded", r)
+	}
+	if _, err := chromedp.Call(ctx, storage.OverrideQuotaForOrigin, storage.OverrideQuotaForOriginParams{Origin: s.URL}); err != nil {
+		t.Fatal(err)
+	}
+
+	// One that fits the quota but not what is left of it (another cache holds 64 MiB) fails before anything
+	// is downloaded too, saying how much is needed and how much is available.
+	eval[bool](t, ctx, `caches.open('filler').then((c) => c.put('/filler', new Response(new Uint8Array(64 << 20)))).then(() => true)`)
+	quota = int64(eval[float64](t, ctx, `navigator.storage.estimate().then((e) => e.quota)`))
+	m.rewriteManifest(t, append(m.shards[:2:2], bigShards(t, 2, quota-32<<20-m.shards[0].Bytes-m.shards[1].Bytes)...))
+	before := len(s.requests(""))
+	r = load(t, ctx)
+	if r.OK || r.Type != "quota-exceeded" || !strings.Contains(r.Message, "more are needed") || !strings.Contains(r.Message, "store only") {
+		t.Fatalf("load over the quota left = %+v, want quota-exceeded saying how much is needed and available", r)
+	}
+	if reqs := s.requests("")[before:]; len(reqs) != 1 {
+		t.Errorf("requests before the quota check failed: %+v, want only the manifest's", reqs)
 	}
 }
 
@@ -358,4 +375,20 @@ func TestEngineAPI(t *testing.T) {
 	if errType != "unloaded" {
 		t.Errorf("a chat pending at unload gave %q, want unloaded", errType)
 	}
+}
+
+// bigShards lists shards numbered from first, of at most model.MaxShardBytes each, adding up to total bytes
+// (they are never downloaded: their hashes are made up).
+func bigShards(t *testing.T, first int, total int64) []entry {
+	if total > model.MaxTotalBytes {
+		t.Fatalf("a model of %d bytes is over the manifest limit of %d: this browser's quota is too large for the test", total, model.MaxTotalBytes)
+	}
+	var list []entry
+	for i := first; total > 0; i++ {
+		n := min(total, model.MaxShardBytes)
+		sha := fmt.Sprintf("%064x", i)
+		list = append(list, entry{Name: fmt.Sprintf("shard-%05d-%s.bin", i, sha[:16]), Bytes: n, SHA256: sha})
+		total -= n
+	}
+	return list
 }

@@ -4,7 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
-	"os"
+
+	"github.com/ilmweb/ilmweb/internal/safefile"
 )
 
 // Config holds the fields of an InternLM3 HF config.json that the engine honours (see MODEL.md).
@@ -40,7 +41,7 @@ type RopeScaling struct {
 
 // LoadConfig reads and validates an HF config.json.
 func LoadConfig(path string) (*Config, error) {
-	data, err := os.ReadFile(path)
+	data, err := safefile.ReadFile(path, MaxJSONFileBytes)
 	if err != nil {
 		return nil, fmt.Errorf("read config: %w", err)
 	}

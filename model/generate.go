@@ -77,7 +77,7 @@ func (s *Session) Generate(ctx context.Context, prompt []int, opt GenerateOption
 	next := func(tokens []int, pos int) (int, error) {
 		if td, ok := s.dec.(TopKDecoder); ok {
 			if k := sampler.CandidatesNeeded(MaxTopK); k > 0 {
-				ids, logits, err := td.ForwardTopK(tokens, pos, k, float32(opt.Sampling.RepetitionPenalty), context)
+				ids, logits, err := td.ForwardTopK(tokens, pos, k, opt.Sampling.Penalty(), context)
 				if err != nil {
 					return 0, err
 				}

@@ -2,12 +2,34 @@ package model
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
-	"os"
+	"io/fs"
 	"path/filepath"
 
+	"github.com/ilmweb/ilmweb/internal/safefile"
 	"github.com/ilmweb/ilmweb/safetensors"
 )
+
+// Size caps on the small files of a model directory, far above what InternLM3's own need (its JSON files
+// are a few KB, tokenizer.model a few MB): a larger file is not one of them, and is refused before it is read.
+const (
+	MaxJSONFileBytes        = 1 << 20  // config.json, generation_config.json
+	MaxTokenizerModelBytes  = 32 << 20 // tokenizer.model
+	MaxTokenizerConfigBytes = 8 << 20  // tokenizer_config.json (its chat template and added tokens)
+)
+
+// FileLimit is the size cap on the small file name of a model directory: one of the above, or
+// MaxJSONFileBytes for the others (the system prompts).
+func FileLimit(name string) int64 {
+	switch name {
+	case "tokenizer.model":
+		return MaxTokenizerModelBytes
+	case "tokenizer_config.json":
+		return MaxTokenizerConfigBytes
+	}
+	return MaxJSONFileBytes
+}
 
 // Model is everything needed to chat: configuration, tokenizer, chat format, stop ids and weights.
 type Model struct {
@@ -68,8 +90,8 @@ func LoadTokenizerOnly(dir string) (*Model, error) {
 // loadStopIDs reads eos_token_id (a number or a list) from generation_config.json. Without the file it
 // falls back to config.json's eos and <|im_end|>, since stopping on eos alone runs past the turn.
 func loadStopIDs(path string, cfg *Config, chat *ChatFormat) ([]int, error) {
-	data, err := os.ReadFile(path)
-	if os.IsNotExist(err) {
+	data, err := safefile.ReadFile(path, MaxJSONFileBytes)
+	if errors.Is(err, fs.ErrNotExist) {
 		return []int{cfg.EOSTokenID, chat.EndOfTurn()}, nil
 	}
 	if err != nil {

@@ -2,11 +2,15 @@ package model
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"reflect"
 	"unsafe"
+
+	"github.com/ilmweb/ilmweb/internal/safefile"
 )
 
 // TensorSpec is a checkpoint tensor the model needs: its HF name and PyTorch shape.
@@ -58,7 +62,7 @@ func loadConverted(dir string, progress func(done, total int64)) (*Model, error)
 // the manifest, the small files by name, and a fetch for the shards.
 func OpenConverted(dir string) (*Manifest, map[string][]byte, func(shard int) ([]byte, error), error) {
 	manPath := filepath.Join(dir, ManifestFile)
-	raw, err := os.ReadFile(manPath)
+	raw, err := safefile.ReadFile(manPath, MaxManifestBytes)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("read manifest: %w", err)
 	}
@@ -68,8 +72,8 @@ func OpenConverted(dir string) (*Manifest, map[string][]byte, func(shard int) ([
 	}
 	files := map[string][]byte{}
 	for _, f := range man.Files {
-		data, err := os.ReadFile(filepath.Join(dir, f.Name))
-		if os.IsNotExist(err) {
+		data, err := safefile.ReadFile(filepath.Join(dir, f.Name), f.Bytes)
+		if errors.Is(err, fs.ErrNotExist) {
 			continue // optional files (generation_config.json) may be absent; LoadConverted checks the required ones
 		}
 		if err != nil {
@@ -78,7 +82,7 @@ func OpenConverted(dir string) (*Manifest, map[string][]byte, func(shard int) ([
 		files[f.Name] = data
 	}
 	fetch := func(i int) ([]byte, error) {
-		data, err := os.ReadFile(filepath.Join(dir, man.Shards[i].Name))
+		data, err := safefile.ReadFile(filepath.Join(dir, man.Shards[i].Name), man.Shards[i].Bytes)
 		if err != nil {
 			return nil, fmt.Errorf("read shard: %w", err)
 		}

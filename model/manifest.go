@@ -5,14 +5,16 @@ import (
 	"cmp"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"math"
 	"path"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/ilmweb/ilmweb/internal/strictjson"
 )
 
 // A converted model directory (docs/FORMAT.md): manifest.json, content-addressed weight shards and copies
@@ -26,6 +28,20 @@ const (
 	ArrayAlign = 256
 	// MaxArrayBytes is the largest array a part may hold: WebGPU's default maxStorageBufferBindingSize.
 	MaxArrayBytes = 128 << 20
+)
+
+// Limits on a manifest, checked before anything it lists is read or fetched, so a hostile model host cannot
+// make a reader hold or store more than these. They are far above InternLM3-8B's needs (a 300 KB manifest,
+// 6 files, ~80 shards of 64 MiB in q4, ~500 in f32). The page's download manager applies the same ones
+// (MANIFEST_LIMITS in web/download.js; e2e/hostile_test.go checks that they agree).
+const (
+	MaxManifestBytes = 16 << 20
+	MaxFiles         = 32
+	MaxFileBytes     = MaxTokenizerModelBytes // the largest of the small files
+	MaxShards        = 4096
+	MaxShardBytes    = 128 << 20 // the page holds a shard in memory while it hashes and uploads it
+	MaxTotalBytes    = 64 << 30  // Σ shards
+	MaxTensors       = 1 << 14
 )
 
 // Manifest is manifest.json.
@@ -138,7 +154,10 @@ func ParseManifest(name string, data []byte) (*Manifest, error) {
 	fail := func(format string, args ...any) (*Manifest, error) {
 		return nil, fmt.Errorf("%s: %s", name, oneLine(fmt.Sprintf(format, args...)))
 	}
-	if err := checkDuplicateKeys(data); err != nil {
+	if len(data) > MaxManifestBytes {
+		return fail("%d bytes, over the limit of %d", len(data), MaxManifestBytes)
+	}
+	if err := strictjson.Check("manifest", data, reflect.TypeFor[Manifest]()); err != nil {
 		return fail("%v", err)
 	}
 	var m Manifest
@@ -167,24 +186,27 @@ func ParseManifest(name string, data []byte) (*Manifest, error) {
 	if err := m.checkQuant(); err != nil {
 		return fail("%v", err)
 	}
-	if err := checkFiles("files", m.Files, false); err != nil {
+	if err := checkFiles("files", m.Files, false, MaxFiles, MaxFileBytes); err != nil {
 		return fail("%v", err)
 	}
-	if err := checkFiles("shards", m.Shards, true); err != nil {
+	if err := checkFiles("shards", m.Shards, true, MaxShards, MaxShardBytes); err != nil {
 		return fail("%v", err)
 	}
 	var total int64
 	for _, s := range m.Shards {
-		if total > math.MaxInt64-s.Bytes {
-			return fail("field \"shards\": total size overflows")
-		}
-		total += s.Bytes
+		total += s.Bytes // at most MaxShards × MaxShardBytes: no overflow
+	}
+	if total > MaxTotalBytes {
+		return fail("field \"shards\": %d bytes in all, over the limit of %d", total, MaxTotalBytes)
 	}
 	if m.TotalBytes != total {
 		return fail("field \"total_bytes\": %d, but the shards add up to %d", m.TotalBytes, total)
 	}
 	if len(m.Tensors) == 0 {
 		return fail("field \"tensors\": empty")
+	}
+	if len(m.Tensors) > MaxTensors {
+		return fail("field \"tensors\": %d tensors, over the limit of %d", len(m.Tensors), MaxTensors)
 	}
 	seen := map[string]bool{}
 	var arrays []array
@@ -233,8 +255,11 @@ func (m *Manifest) checkQuant() error {
 	return nil
 }
 
-// checkFiles checks names (plain file names, unique; shards named by ShardName), sizes and sha256.
-func checkFiles(field string, files []FileEntry, shards bool) error {
+// checkFiles checks the count, names (plain file names, unique; shards named by ShardName), sizes and sha256.
+func checkFiles(field string, files []FileEntry, shards bool, maxCount int, maxBytes int64) error {
+	if len(files) > maxCount {
+		return fmt.Errorf("field %q: %d entries, over the limit of %d", field, len(files), maxCount)
+	}
 	seen := map[string]bool{}
 	for i, f := range files {
 		if len(f.SHA256) != 64 || strings.ToLower(f.SHA256) != f.SHA256 || !isHex(f.SHA256) {
@@ -250,6 +275,8 @@ func checkFiles(field string, files []FileEntry, shards bool) error {
 			return fmt.Errorf("field %q: %q listed twice", field, f.Name)
 		case f.Bytes < 0 || (shards && f.Bytes == 0):
 			return fmt.Errorf("field %q: %q: bad size %d", field, f.Name, f.Bytes)
+		case f.Bytes > maxBytes:
+			return fmt.Errorf("field %q: %q: %d bytes, over the limit of %d", field, f.Name, f.Bytes, maxBytes)
 		}
 		seen[f.Name] = true
 	}
@@ -340,65 +367,6 @@ func (m *Manifest) checkTensor(t *TensorEntry) ([]array, error) {
 		return nil, fmt.Errorf("parts cover rows [0, %d) of %d", next, t.Rows())
 	}
 	return arrays, nil
-}
-
-// checkDuplicateKeys walks the JSON and rejects an object with a repeated key, which encoding/json would
-// silently resolve to the last one, and keys outside the config that are not lowercase.
-func checkDuplicateKeys(data []byte) error {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
-	var walk func(where string, depth int) error
-	walk = func(where string, depth int) error {
-		if depth > 64 {
-			return fmt.Errorf("JSON nested deeper than 64 levels at %s", where)
-		}
-		tok, err := dec.Token()
-		if err != nil {
-			return fmt.Errorf("invalid manifest JSON: %v", jsonMsg(err))
-		}
-		switch tok {
-		case json.Delim('{'):
-			keys := map[string]bool{}
-			for dec.More() {
-				tok, err := dec.Token()
-				if err != nil {
-					return fmt.Errorf("invalid manifest JSON: %v", jsonMsg(err))
-				}
-				k, _ := tok.(string)
-				if keys[k] {
-					return fmt.Errorf("duplicate key %q in %s", k, where)
-				}
-				// encoding/json matches field names case-insensitively; the format's keys are lowercase
-				if k != strings.ToLower(k) && !strings.HasPrefix(where, "manifest.config") {
-					return fmt.Errorf("key %q in %s is not lowercase", k, where)
-				}
-				keys[k] = true
-				if err := walk(where+"."+k, depth+1); err != nil {
-					return err
-				}
-			}
-		case json.Delim('['):
-			for i := 0; dec.More(); i++ {
-				if err := walk(where+"["+strconv.Itoa(i)+"]", depth+1); err != nil {
-					return err
-				}
-			}
-		default:
-			return nil
-		}
-		if _, err := dec.Token(); err != nil { // closing delimiter
-			return fmt.Errorf("invalid manifest JSON: %v", jsonMsg(err))
-		}
-		return nil
-	}
-	return walk("manifest", 0)
-}
-
-func jsonMsg(err error) string {
-	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-		return "unexpected end of JSON"
-	}
-	return err.Error()
 }
 
 // oneLine quotes s if it holds control characters, so that an error message stays on one line.

@@ -2,6 +2,7 @@ package model
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -107,13 +108,42 @@ var manifestEdits = []manifestEdit{
 	{"error", func(m map[string]any) { tensorAt(m, 0)["error"].(map[string]any)["rel_rmse"] = -1 }, "", `field "error"`},
 	{"unknown field", func(m map[string]any) { m["extra"] = 1 }, "", `unknown field "extra"`},
 	{"unknown part field", func(m map[string]any) { partAt(m, 0, 0)["shard_name"] = "x" }, "", `unknown field "shard_name"`},
-	{"upper case key", func(m map[string]any) { m["Format"] = m["format"]; delete(m, "format") }, "", `key "Format" in manifest is not lowercase`},
+	{"upper case key", func(m map[string]any) { m["Format"] = m["format"]; delete(m, "format") }, "", `key "Format" in manifest: keys are case-sensitive, the field is "format"`},
 	{"duplicate key", nil, `{"format":"ilmweb","format":"ilmweb"}`, `duplicate key "format" in manifest`},
 	{"duplicate nested", nil, `{"tensors":[{"parts":[{"rows":[0,1],"rows":[0,1]}]}]}`, `duplicate key "rows" in manifest.tensors[0].parts[0]`},
 	{"trailing", nil, `{} {}`, "trailing data"},
 	{"truncated", nil, `{"format":`, "unexpected end of JSON"},
 	{"not object", nil, `[]`, "invalid manifest JSON"},
 	{"deep", nil, strings.Repeat("[", 100) + strings.Repeat("]", 100), "nested deeper than 64"},
+	// The limits a hostile model host runs into (the page applies the same ones before fetching anything).
+	{"huge manifest", nil, `{"source":"` + strings.Repeat("x", MaxManifestBytes) + `"}`, "bytes, over the limit of 16777216"},
+	{"too many files", func(m map[string]any) {
+		files := m["files"].([]any)
+		for i := len(files); i <= MaxFiles; i++ {
+			files = append(files, map[string]any{"name": fmt.Sprintf("f%d", i), "bytes": 1, "sha256": sha})
+		}
+		m["files"] = files
+	}, "", `field "files": 33 entries, over the limit of 32`},
+	{"huge file", func(m map[string]any) { m["files"].([]any)[1].(map[string]any)["bytes"] = MaxFileBytes + 1 }, "",
+		`field "files": "tokenizer.model": 33554433 bytes, over the limit of 33554432`},
+	{"dot-dot file", func(m map[string]any) { m["files"].([]any)[1].(map[string]any)["name"] = ".." }, "", `".." is not a plain file name`},
+	{"too many shards", func(m map[string]any) {
+		shards := make([]any, MaxShards+1)
+		for i := range shards {
+			shards[i] = map[string]any{"name": ShardName(i, sha), "bytes": 1, "sha256": sha}
+		}
+		m["shards"] = shards
+	}, "", `field "shards": 4097 entries, over the limit of 4096`},
+	{"huge shard", func(m map[string]any) { m["shards"].([]any)[0].(map[string]any)["bytes"] = MaxShardBytes + 1 }, "",
+		"134217729 bytes, over the limit of 134217728"},
+	{"huge total", func(m map[string]any) {
+		shards := make([]any, MaxTotalBytes/MaxShardBytes+1)
+		for i := range shards {
+			shards[i] = map[string]any{"name": ShardName(i, sha), "bytes": MaxShardBytes, "sha256": sha}
+		}
+		m["shards"] = shards
+	}, "", `field "shards": 68853694464 bytes in all, over the limit of 68719476736`},
+	{"size not an integer", func(m map[string]any) { m["shards"].([]any)[0].(map[string]any)["bytes"] = 1.5 }, "", "invalid manifest JSON"},
 }
 
 func (e manifestEdit) apply(t testing.TB) []byte {

@@ -25,6 +25,23 @@ func Greedy() SamplingParams {
 	return SamplingParams{Temperature: 0, TopP: 1, RepetitionPenalty: 1}
 }
 
+// Bounds of the repetition penalty as it is applied. Beyond them nothing changes in practice (a repeated
+// token is already certain, or impossible), while in float32 a penalty like 1e-46 is 0 and dividing by it
+// makes a logit +Inf, and the probabilities NaN.
+const (
+	MinRepetitionPenalty = 1.0 / 1024
+	MaxRepetitionPenalty = 1024
+)
+
+// Penalty is the repetition penalty as the CPU and GPU apply it: RepetitionPenalty within
+// [MinRepetitionPenalty, MaxRepetitionPenalty], or 1 (none) when it is 1 or not positive.
+func (p SamplingParams) Penalty() float32 {
+	if p.RepetitionPenalty <= 0 {
+		return 1
+	}
+	return float32(min(max(p.RepetitionPenalty, MinRepetitionPenalty), MaxRepetitionPenalty))
+}
+
 // Sampler picks the next token from logits; its random stream is fixed by the seed.
 type Sampler struct {
 	p   SamplingParams
@@ -39,8 +56,8 @@ func NewSampler(p SamplingParams) *Sampler {
 // Sample returns the next token id. context holds the ids seen so far (prompt and generated), for the
 // repetition penalty. logits is modified in place.
 func (s *Sampler) Sample(logits []float32, context []int) int {
-	if s.p.RepetitionPenalty != 1 && s.p.RepetitionPenalty > 0 {
-		repetitionPenalty(logits, context, float32(s.p.RepetitionPenalty))
+	if p := s.p.Penalty(); p != 1 {
+		repetitionPenalty(logits, context, p)
 	}
 	if s.p.Temperature <= 0 {
 		return argmax(logits)
@@ -87,12 +104,23 @@ func (s *Sampler) SampleCandidates(ids []int, logits []float32) int {
 	return s.pick(cand)
 }
 
-// pick applies temperature, then top-k, then top-p, as HF's warpers are ordered, and draws a token from
-// cand (penalised logits sorted by descending logit).
+// pick draws a token from distribution(cand).
 func (s *Sampler) pick(cand []candidate) int {
-	for i := range cand {
-		cand[i].logit /= float32(s.p.Temperature)
+	cand, probs := s.distribution(cand)
+	r := s.rng.Float64()
+	for i, q := range probs {
+		r -= q
+		if r < 0 {
+			return cand[i].id
+		}
 	}
+	return cand[0].id // what rounding left of r: the most likely token, which never has probability 0
+}
+
+// distribution applies temperature, then top-k, then top-p, as HF's warpers are ordered, to cand
+// (penalised logits sorted by descending logit) and returns the tokens left with their probabilities.
+// Top-k compares the logits before the temperature divides them, which keeps their order.
+func (s *Sampler) distribution(cand []candidate) ([]candidate, []float64) {
 	if k := s.p.TopK; k > 0 && k < len(cand) {
 		// HF keeps every token whose logit is at least the k-th largest (ties survive).
 		kth := cand[k-1].logit
@@ -102,7 +130,7 @@ func (s *Sampler) pick(cand []candidate) int {
 		}
 		cand = cand[:n]
 	}
-	probs := softmaxCandidates(cand)
+	probs := softmaxCandidates(cand, s.p.Temperature)
 	if p := s.p.TopP; p > 0 && p < 1 {
 		// HF removes the tokens whose ascending cumulative probability is <= 1-top_p, keeping at least one.
 		// Walking from the least likely token: drop while the running sum stays within 1-top_p.
@@ -124,14 +152,7 @@ func (s *Sampler) pick(cand []candidate) int {
 			probs[i] /= sum
 		}
 	}
-	r := s.rng.Float64()
-	for i, q := range probs {
-		r -= q
-		if r < 0 {
-			return cand[i].id
-		}
-	}
-	return cand[len(cand)-1].id
+	return cand, probs
 }
 
 type candidate struct {
@@ -139,13 +160,15 @@ type candidate struct {
 	logit float32
 }
 
-// softmaxCandidates returns the probabilities of cand (sorted by descending logit), in float64.
-func softmaxCandidates(cand []candidate) []float64 {
+// softmaxCandidates returns softmax(logit / temperature) of cand (sorted by descending logit). It divides
+// in float64 after subtracting the largest logit: a tiny temperature then sends every other logit to
+// exp(-Inf) = 0, which is greedy, where dividing in float32 first made them ±Inf and the probabilities NaN.
+func softmaxCandidates(cand []candidate, temperature float64) []float64 {
 	probs := make([]float64, len(cand))
 	maxL := float64(cand[0].logit)
 	var sum float64
 	for i, c := range cand {
-		probs[i] = math.Exp(float64(c.logit) - maxL)
+		probs[i] = math.Exp((float64(c.logit) - maxL) / temperature)
 		sum += probs[i]
 	}
 	for i := range probs {
@@ -155,7 +178,8 @@ func softmaxCandidates(cand []candidate) []float64 {
 }
 
 // repetitionPenalty applies HF's rule to every id already in context: a positive logit is divided by p,
-// a negative one multiplied by p. Each id is penalised once however often it occurred.
+// a negative one multiplied by p (Penalty keeps it in a range where no finite logit overflows). Each id is
+// penalised once however often it occurred.
 func repetitionPenalty(logits []float32, context []int, p float32) {
 	seen := make(map[int]bool, len(context))
 	for _, id := range context {

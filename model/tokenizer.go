@@ -24,7 +24,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -32,6 +31,8 @@ import (
 	"unicode/utf8"
 
 	"google.golang.org/protobuf/encoding/protowire"
+
+	"github.com/ilmweb/ilmweb/internal/safefile"
 )
 
 // SentencePiece piece types (ModelProto.SentencePiece.Type).
@@ -81,12 +82,12 @@ type Tokenizer struct {
 // LoadTokenizer reads dir/tokenizer.model and dir/tokenizer_config.json.
 func LoadTokenizer(dir string) (*Tokenizer, error) {
 	modelPath := filepath.Join(dir, "tokenizer.model")
-	model, err := os.ReadFile(modelPath)
+	model, err := safefile.ReadFile(modelPath, MaxTokenizerModelBytes)
 	if err != nil {
 		return nil, fmt.Errorf("tokenizer: %w", err)
 	}
 	configPath := filepath.Join(dir, "tokenizer_config.json")
-	config, err := os.ReadFile(configPath)
+	config, err := safefile.ReadFile(configPath, MaxTokenizerConfigBytes)
 	if err != nil {
 		return nil, fmt.Errorf("tokenizer: %w", err)
 	}

@@ -11,10 +11,19 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+
+	"github.com/ilmweb/ilmweb/internal/safefile"
 )
 
 // IndexFile is the name of the sharded-checkpoint index.
 const IndexFile = "model.safetensors.index.json"
+
+// Size caps, far above real checkpoints (an 8B model's index is ~30 KB; its whole weights in f32 are 32 GB)
+// and checked before a file is read or mapped.
+const (
+	MaxIndexSize = 16 << 20
+	MaxFileSize  = 64 << 30
+)
 
 // Checkpoint is a set of safetensors files forming one model: either a
 // single file or the shards listed by model.safetensors.index.json.
@@ -37,7 +46,7 @@ type Checkpoint struct {
 func OpenDir(dir string) (*Checkpoint, error) {
 	c := &Checkpoint{Dir: dir, where: map[string]*File{}}
 	idx := filepath.Join(dir, IndexFile)
-	raw, err := os.ReadFile(idx)
+	raw, err := safefile.ReadFile(idx, MaxIndexSize)
 	switch {
 	case err == nil:
 		if err := c.openIndexed(idx, raw); err != nil {

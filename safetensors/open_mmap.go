@@ -4,14 +4,15 @@ package safetensors
 
 import (
 	"fmt"
-	"os"
 
 	"github.com/edsrzf/mmap-go"
+
+	"github.com/ilmweb/ilmweb/internal/safefile"
 )
 
 // Open opens, memory-maps (read-only) and validates a safetensors file.
 func Open(path string) (*File, error) {
-	fh, err := os.Open(path)
+	fh, err := safefile.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("safetensors: %w", err)
 	}
@@ -21,6 +22,9 @@ func Open(path string) (*File, error) {
 		return nil, fmt.Errorf("safetensors: %w", err)
 	}
 	size := st.Size()
+	if size > MaxFileSize {
+		return nil, errf(path, "", "file of %d bytes is over the limit of %d", size, MaxFileSize)
+	}
 	if size < 8 { // mmap cannot map an empty file; let ParseHeader word the error
 		var buf [8]byte
 		n, _ := fh.ReadAt(buf[:], 0)

@@ -4,13 +4,14 @@ package safetensors
 
 import (
 	"fmt"
-	"os"
+
+	"github.com/ilmweb/ilmweb/internal/safefile"
 )
 
 // Open reads and validates a safetensors file. Without mmap (js/wasip1) the
 // whole file is read into memory.
 func Open(path string) (*File, error) {
-	data, err := os.ReadFile(path)
+	data, err := safefile.ReadFile(path, MaxFileSize)
 	if err != nil {
 		return nil, fmt.Errorf("safetensors: %w", err)
 	}

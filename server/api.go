@@ -108,7 +108,10 @@ func NewAPI(cfg APIConfig) (*API, error) {
 // ContextLen is the number of positions the engine's KV cache holds: prompt and answer together.
 func (a *API) ContextLen() int { return a.maxCtx }
 
-func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.mux.ServeHTTP(w, r) }
+func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("X-Content-Type-Options", "nosniff") // JSON and event streams are never to be sniffed as HTML
+	a.mux.ServeHTTP(w, r)
+}
 
 // Shutdown stops taking requests; queued and running generations may finish until ctx ends, then they
 // are cancelled. It returns when the worker has stopped.

@@ -6,8 +6,11 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"reflect"
 	"strings"
 
+	"github.com/ilmweb/ilmweb/internal/strictjson"
 	"github.com/ilmweb/ilmweb/model"
 )
 
@@ -37,6 +40,10 @@ type chatRequest struct {
 	PresencePenalty  *float64        `json:"presence_penalty"`
 	LogitBias        map[string]any  `json:"logit_bias"`
 	Tools            json.RawMessage `json:"tools"`
+	ToolChoice       json.RawMessage `json:"tool_choice"`
+	Functions        json.RawMessage `json:"functions"`     // the legacy form of tools
+	FunctionCall     json.RawMessage `json:"function_call"` // the legacy form of tool_choice
+	TopLogprobs      json.RawMessage `json:"top_logprobs"`
 	ResponseFormat   *struct {
 		Type string `json:"type"`
 	} `json:"response_format"`
@@ -111,6 +118,10 @@ func decodeRequest(w http.ResponseWriter, r *http.Request, limit int64) (*chatRe
 		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
 			return nil, tooLarge
 		}
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return nil, newError(http.StatusRequestTimeout, "invalid_request_error", "request_timeout", "",
+				"the request body did not arrive within %s", bodyTimeout)
+		}
 		return nil, invalid("", "could not read the request body: %v", err)
 	}
 	var req chatRequest
@@ -119,6 +130,14 @@ func decodeRequest(w http.ResponseWriter, r *http.Request, limit int64) (*chatRe
 			return nil, invalid(te.Field, "invalid type for '%s': expected %s, got %s", te.Field, te.Type, te.Value)
 		}
 		return nil, invalid("", "the request body is not valid JSON: %v", err)
+	}
+	// encoding/json took a repeated key's last value and matched keys whatever their case: refuse both.
+	if err := strictjson.Check("the request", body, reflect.TypeFor[chatRequest]()); err != nil {
+		param := ""
+		if ke, ok := errors.AsType[*strictjson.KeyError](err); ok {
+			param = ke.Param()
+		}
+		return nil, invalid(param, "%v", err)
 	}
 	return &req, nil
 }
@@ -214,11 +233,22 @@ func (req *chatRequest) validate(modelID string, stop []int) (*generation, *apiE
 		return nil, invalid("logit_bias", "'logit_bias' is not supported")
 	case len(req.Tools) > 0 && string(req.Tools) != "null" && string(req.Tools) != "[]":
 		return nil, invalid("tools", "'tools' (function calling) is not supported")
+	case given(req.ToolChoice):
+		return nil, invalid("tool_choice", "'tool_choice' is not supported (nor are tools)")
+	case given(req.Functions):
+		return nil, invalid("functions", "'functions' (legacy function calling) is not supported")
+	case given(req.FunctionCall):
+		return nil, invalid("function_call", "'function_call' (legacy function calling) is not supported")
+	case given(req.TopLogprobs):
+		return nil, invalid("top_logprobs", "'top_logprobs' is not supported (nor is 'logprobs')")
 	case req.ResponseFormat != nil && req.ResponseFormat.Type != "" && req.ResponseFormat.Type != "text":
 		return nil, invalid("response_format", "'response_format' type '%s' is not supported; only 'text' is", req.ResponseFormat.Type)
 	}
 	return g, nil
 }
+
+// given reports whether an optional field was sent with a value other than null.
+func given(raw json.RawMessage) bool { return len(raw) > 0 && string(raw) != "null" }
 
 // toModel checks one message. "developer" is OpenAI's newer name for the system role.
 func (m chatMessage) toModel(i int) (model.Message, *apiError) {
@@ -260,12 +290,12 @@ func parseContent(raw json.RawMessage, nullOK bool) (string, string) {
 	if json.Unmarshal(raw, &s) == nil {
 		return s, ""
 	}
-	var parts []struct {
-		Type string  `json:"type"`
-		Text *string `json:"text"`
-	}
+	var parts []textPart
 	if json.Unmarshal(raw, &parts) != nil {
 		return "", "must be a string or a list of text parts"
+	}
+	if err := strictjson.Check("content", raw, reflect.TypeFor[[]textPart]()); err != nil {
+		return "", err.Error()
 	}
 	texts := make([]string, len(parts))
 	for j, p := range parts {
@@ -275,6 +305,11 @@ func parseContent(raw json.RawMessage, nullOK bool) (string, string) {
 		texts[j] = *p.Text
 	}
 	return strings.Join(texts, "\n"), ""
+}
+
+type textPart struct {
+	Type string  `json:"type"`
+	Text *string `json:"text"`
 }
 
 // parseStop accepts null, a string or a list of strings; empty strings are dropped.

@@ -92,6 +92,7 @@ func (s *Site) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !isModel && (name == "" || name == "index.html") && !isDir(s.cfg.Site) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		w.Header().Set("Cache-Control", "no-cache")
+		webfiles.SetPageCSP(w.Header(), "index.html")
 		io.WriteString(w, placeholderPage)
 		return
 	}
@@ -211,6 +212,7 @@ func (s *Site) serveFile(w http.ResponseWriter, r *http.Request, f *os.File, st 
 	if ctype := webfiles.ContentType(base); ctype != "" {
 		h.Set("Content-Type", ctype)
 	}
+	webfiles.SetPageCSP(h, base)
 	h.Set("Cache-Control", webfiles.CacheControl(base)) // immutable shards; the rest revalidates with the ETag
 	etag := fmt.Sprintf(`"%x-%x`, st.ModTime().UnixNano(), st.Size())
 	if compressible[ext] {

@@ -172,6 +172,8 @@ const HELP = {
     'A downloaded file did not match its checksum, so it was rejected rather than used. Retry later.'],
   'quota-exceeded': ['Not enough storage space',
     'The browser will not store the model: see the details for how much is needed.'],
+  'bad-manifest': ['The model host sent an unusable manifest',
+    'Its list of files breaks a rule (see the details), so nothing was downloaded. Check the model address, or tell whoever hosts the model.'],
   internal: ['Something went wrong', 'Reloading the engine usually helps. Your conversation is kept.'],
 };
 

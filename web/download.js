@@ -11,14 +11,30 @@
 //   - nothing reaches the engine unhashed: fresh downloads are checked before they are stored, and stored
 //     shards are checked again as the engine reads them (a corrupted entry is deleted and fetched again).
 //
+// The manifest comes from whoever hosts the model, so it is checked whole before anything it lists is
+// fetched: its size, the number of entries, every name, size and hash, the total against the storage
+// quota. A hostile or broken one fails at once with the rule it breaks.
+//
 // Errors are LoadErrors with a .type the page acts on: "download-failed", "hash-mismatch",
-// "quota-exceeded" (and "internal" for a manifest that is not one).
+// "quota-exceeded" and "bad-manifest".
 
 export const MODEL_CACHE = 'ilmweb-model-v1';
 const PARTIAL_DIR = 'ilmweb-partial';
 const PARALLEL = 3; // shards in flight: enough to fill a fast link, few enough that each makes visible progress
 const MAX_TRIES = 6; // network attempts in a row that make no progress before a download gives up
 const PROGRESS_EVERY_MS = 100;
+
+// The limits of model.ParseManifest (model/manifest.go), which the engine applies once everything is
+// here: the page applies them before fetching anything. e2e/hostile_test.go checks that they are the Go
+// constants.
+export const MANIFEST_LIMITS = Object.freeze({
+  maxManifestBytes: 16 * 2 ** 20,
+  maxFiles: 32,
+  maxFileBytes: 32 * 2 ** 20,
+  maxShards: 4096,
+  maxShardBytes: 128 * 2 ** 20,
+  maxTotalBytes: 64 * 2 ** 30,
+});
 
 export class LoadError extends Error {
   constructor(type, message) {
@@ -40,6 +56,7 @@ export async function openModel(modelUrl, { onProgress = () => {} } = {}) {
   const cache = await caches.open(MODEL_CACHE);
   const manifest = await fetchManifest(base, cache);
   const entries = [...manifest.files, ...manifest.shards];
+  await checkQuotaTotal(entries);
   const progress = new Progress(onProgress, entries, manifest.shards.length);
 
   // What is already here: whole verified entries in the cache, partial downloads in OPFS.
@@ -75,8 +92,9 @@ async function fetchManifest(base, cache) {
   try {
     const res = await fetch(url, { cache: 'no-cache' });
     if (!res.ok) throw new Error(`HTTP ${res.status}`);
-    text = await res.text();
+    text = await readCapped(res, MANIFEST_LIMITS.maxManifestBytes, url);
   } catch (err) {
+    if (err instanceof LoadError) throw err;
     const kept = await cache.match(url);
     if (!kept) {
       throw new LoadError('download-failed',
@@ -91,25 +109,72 @@ async function fetchManifest(base, cache) {
   return manifest;
 }
 
+// readCapped reads a response's text, refusing more than max bytes (announced or sent) without holding them.
+async function readCapped(res, max, url) {
+  const tooLarge = (n) => new LoadError('bad-manifest', `${url} is ${n} bytes or more, over the limit of ${max}; nothing was downloaded.`);
+  const announced = Number(res.headers.get('Content-Length'));
+  if (announced > max) throw tooLarge(announced);
+  const chunks = [];
+  let n = 0;
+  const reader = res.body.getReader();
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    if ((n += value.length) > max) {
+      reader.cancel();
+      throw tooLarge(n);
+    }
+    chunks.push(value);
+  }
+  return new TextDecoder().decode(await new Blob(chunks).arrayBuffer());
+}
+
+// parseManifest checks what the download relies on, by model.ParseManifest's rules (the engine checks the
+// rest, the tensors, once the files are here): a LoadError "bad-manifest" names the first rule broken.
 function parseManifest(text, url) {
+  const bad = (msg) => new LoadError('bad-manifest', `${url}: ${msg}; nothing was downloaded.`);
+  const L = MANIFEST_LIMITS;
   let m;
   try {
     m = JSON.parse(text);
   } catch (err) {
-    throw new LoadError('internal', `${url} is not JSON: ${err.message}`);
+    throw bad(`not JSON (${err.message})`);
   }
   if (m?.format !== 'ilmweb' || m.version !== 1) {
-    throw new LoadError('internal', `${url} is not an ilmweb version 1 manifest (format ${JSON.stringify(m?.format)}, version ${JSON.stringify(m?.version)})`);
+    throw bad(`not an ilmweb version 1 manifest (format ${JSON.stringify(m?.format)}, version ${JSON.stringify(m?.version)})`);
   }
-  for (const list of ['files', 'shards']) {
-    if (!Array.isArray(m[list])) throw new LoadError('internal', `${url}: "${list}" is missing`);
-    for (const e of m[list]) {
-      if (typeof e.name !== 'string' || !/^[^/\\]+$/.test(e.name) || !(e.bytes >= 0) || !/^[0-9a-f]{64}$/.test(e.sha256)) {
-        throw new LoadError('internal', `${url}: bad entry in "${list}": ${JSON.stringify(e)}`);
+  const limits = { files: [L.maxFiles, L.maxFileBytes], shards: [L.maxShards, L.maxShardBytes] };
+  for (const [list, [maxCount, maxBytes]] of Object.entries(limits)) {
+    const entries = m[list];
+    if (!Array.isArray(entries)) throw bad(`field "${list}" is missing`);
+    if (entries.length > maxCount) throw bad(`field "${list}": ${entries.length} entries, over the limit of ${maxCount}`);
+    const seen = new Set();
+    entries.forEach((e, i) => {
+      const what = `field "${list}": entry ${i} (${JSON.stringify(e?.name)?.slice(0, 80)})`;
+      if (typeof e !== 'object' || e === null) throw bad(`${what} is not an object`);
+      if (typeof e.sha256 !== 'string' || !/^[0-9a-f]{64}$/.test(e.sha256)) throw bad(`${what}: sha256 is not 64 lowercase hex digits`);
+      if (list === 'shards') {
+        const want = `shard-${String(i).padStart(5, '0')}-${e.sha256.slice(0, 16)}.bin`;
+        if (e.name !== want) throw bad(`${what}: want the name ${want}`);
+      } else if (!isPlainName(e.name)) {
+        throw bad(`${what} is not a plain file name`);
       }
-    }
+      if (seen.has(e.name)) throw bad(`${what} is listed twice`);
+      seen.add(e.name);
+      if (!Number.isSafeInteger(e.bytes) || e.bytes < (list === 'shards' ? 1 : 0)) throw bad(`${what}: bad size ${JSON.stringify(e.bytes)}`);
+      if (e.bytes > maxBytes) throw bad(`${what}: ${e.bytes} bytes, over the limit of ${maxBytes}`);
+    });
   }
+  const total = m.shards.reduce((n, e) => n + e.bytes, 0); // ≤ maxShards · maxShardBytes: exact in a double
+  if (total > L.maxTotalBytes) throw bad(`field "shards": ${total} bytes in all, over the limit of ${L.maxTotalBytes}`);
+  if (m.total_bytes !== total) throw bad(`field "total_bytes": ${JSON.stringify(m.total_bytes)}, but the shards add up to ${total}`);
   return m;
+}
+
+// isPlainName: a file name beside the manifest, as model.ParseManifest's checkFiles accepts it.
+function isPlainName(name) {
+  return typeof name === 'string' && name !== '' && name !== '.' && name !== '..' && !/[/\\:]/.test(name) &&
+    name !== 'manifest.json' && !name.startsWith('shard-');
 }
 
 // forgetReplaced deletes the stored entries an updated manifest no longer lists, so updates do not pile
@@ -124,6 +189,18 @@ async function forgetReplaced(cache, old, current) {
 // blobKey is the Cache Storage key of the bytes with this sha256. Keys must be URLs; this one is never fetched.
 function blobKey(sha256) {
   return new URL(`/.ilmweb-blob/sha256/${sha256}`, self.location.origin).href;
+}
+
+// checkQuotaTotal fails at once when the whole model is larger than the site's storage quota: nothing else
+// needs to be looked at for that.
+async function checkQuotaTotal(entries) {
+  const total = entries.reduce((n, e) => n + e.bytes, 0);
+  const { quota } = (await navigator.storage?.estimate?.()) ?? {};
+  if (quota !== undefined && total > quota) {
+    throw new LoadError('quota-exceeded',
+      `Not enough storage for the model: it takes ${formatBytes(total)}, but this browser lets this site store at most ` +
+      `${formatBytes(quota)}. Browsers size the quota from the free disk space: free some space (or leave private browsing), then retry.`);
+  }
 }
 
 // checkQuota fails before anything is downloaded when the browser will not let the site store what is missing.
@@ -191,13 +268,16 @@ class Store {
         } finally {
           partial.close();
         }
+        // bytes (at most MANIFEST_LIMITS.maxShardBytes) are held to be hashed, since WebCrypto has no
+        // incremental sha256; the cache is filled from the OPFS file, which the browser streams from disk.
         const got = await sha256Hex(bytes);
-        await Partial.remove(e.sha256);
         if (got === e.sha256) {
-          await this.put(e, bytes);
+          await this.put(e, (await Partial.file(e.sha256)) ?? bytes);
+          await Partial.remove(e.sha256);
           this.progress.have(e, e.bytes, true);
           return bytes;
         }
+        await Partial.remove(e.sha256);
         this.progress.have(e, 0, false);
         if (attempt === 2) {
           throw new LoadError('hash-mismatch',
@@ -209,10 +289,10 @@ class Store {
     });
   }
 
-  async put(e, bytes) {
+  async put(e, body) {
     try {
-      await this.cache.put(blobKey(e.sha256), new Response(bytes, {
-        headers: { 'Content-Type': 'application/octet-stream', 'Content-Length': String(bytes.length) },
+      await this.cache.put(blobKey(e.sha256), new Response(body, {
+        headers: { 'Content-Type': 'application/octet-stream', 'Content-Length': String(e.bytes) },
       }));
     } catch (err) {
       throw err?.name === 'QuotaExceededError' ? quotaError(e) : err;
@@ -297,6 +377,12 @@ class Partial {
         await sleep(100);
       }
     }
+  }
+
+  // file is the finished download as a File (read from disk when used), or null without OPFS.
+  static async file(sha256) {
+    const dir = await partialDir();
+    return dir ? (await dir.getFileHandle(sha256)).getFile() : null;
   }
 
   static async remove(sha256) {

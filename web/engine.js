@@ -10,7 +10,7 @@
 // The engine runs in a Web Worker (worker.js); this module is the page's side of it. The chat page
 // (app.js) uses exactly this API. Failures are EngineErrors whose .type says what happened:
 //   no-webgpu, limits, out-of-memory, device-lost, internal        (the engine)
-//   download-failed, hash-mismatch, quota-exceeded                  (the model download)
+//   download-failed, hash-mismatch, quota-exceeded, bad-manifest    (the model download)
 //   unloaded                                                        (engine.unload() was called)
 
 export class EngineError extends Error {

@@ -10,7 +10,7 @@
 //
 // Every reply carries the id of the request it answers. Error types survive the trip: the engine's own
 // ("no-webgpu", "limits", "out-of-memory", "device-lost", "internal") and the download's ("download-failed",
-// "hash-mismatch", "quota-exceeded").
+// "hash-mismatch", "quota-exceeded", "bad-manifest").
 
 import { openModel } from './download.js';
 

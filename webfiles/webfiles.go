@@ -77,6 +77,21 @@ func CacheControl(key string) string {
 	return "no-cache"
 }
 
+// PageCSP is the Content-Security-Policy of the site's HTML pages: index.html's meta tag (a test keeps
+// the two equal) plus frame-ancestors, which only a header can say, so no other site can frame the page
+// (clickjacking). Scripts do not get it: a worker's policy comes from its script's response, and the
+// engine's worker compiles wasm and may load a model from another origin.
+const PageCSP = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; " +
+	"font-src 'self'; connect-src 'self'; worker-src 'self'; object-src 'none'; base-uri 'none'; form-action 'none'; " +
+	"frame-ancestors 'none'"
+
+// SetPageCSP sets PageCSP when key is an HTML page.
+func SetPageCSP(h http.Header, key string) {
+	if strings.HasPrefix(ContentType(key), "text/html") {
+		h.Set("Content-Security-Policy", PageCSP)
+	}
+}
+
 // SetCORS sets the headers that let a page on another origin load a model (on /model/ responses).
 func SetCORS(h http.Header) {
 	h.Set("Access-Control-Allow-Origin", "*")

@@ -86,6 +86,7 @@ func Decide(method string, req http.Header, key string, m Meta, out http.Header)
 		ctype = m.ContentType
 	}
 	out.Set("Cache-Control", webfiles.CacheControl(key))
+	webfiles.SetPageCSP(out, key)
 	if m.ETag != "" {
 		out.Set("ETag", m.ETag)
 	}

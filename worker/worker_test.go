@@ -82,7 +82,7 @@ func TestHeadersMatchServer(t *testing.T) {
 			webfiles.SetCORS(out)
 		}
 		Decide("GET", http.Header{}, key, Meta{Size: int64(rec.Body.Len()), ETag: `"e"`}, out)
-		for _, k := range []string{"Content-Type", "Cache-Control", "Accept-Ranges", "Access-Control-Allow-Origin", "Access-Control-Expose-Headers"} {
+		for _, k := range []string{"Content-Type", "Cache-Control", "Content-Security-Policy", "Accept-Ranges", "Access-Control-Allow-Origin", "Access-Control-Expose-Headers"} {
 			if got, want := out.Get(k), rec.Header().Get(k); got != want {
 				t.Errorf("GET %s: %s %q, server sends %q", urlPath, k, got, want)
 			}
