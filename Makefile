@@ -69,8 +69,9 @@ vet:
 # GPU tests run on lavapipe unless VK_ICD_FILENAMES names another Vulkan driver; REQUIRE_GPU=1 makes a
 # missing adapter fail them instead of skipping them.
 LAVAPIPE_ICD := /usr/share/vulkan/icd.d/lvp_icd.$(shell uname -m).json
+# -timeout 30m: the browser tests (e2e/) take over go test's default 10 minutes on a busy 2-core machine.
 test-go:
-	VK_ICD_FILENAMES=$${VK_ICD_FILENAMES:-$(LAVAPIPE_ICD)} REQUIRE_GPU=$${REQUIRE_GPU:-1} $(GO) test -count=1 ./...
+	VK_ICD_FILENAMES=$${VK_ICD_FILENAMES:-$(LAVAPIPE_ICD)} REQUIRE_GPU=$${REQUIRE_GPU:-1} $(GO) test -count=1 -timeout 30m ./...
 
 ## web: the chat page, built into build/web (serve it: go run ./cmd/serve -site build/web -model DIR)
 web: $(WEB_NPM)/node_modules/.package-lock.json
