@@ -99,6 +99,11 @@ func NewAPI(cfg APIConfig) (*API, error) {
 	a.mux.HandleFunc("/v1/models", a.handleModels)
 	a.mux.HandleFunc("/v1/models/{id}", a.handleModels)
 	a.mux.HandleFunc("/v1/chat/completions", a.handleChat)
+	a.mux.HandleFunc("/api/chat", a.handleOllama(true))
+	a.mux.HandleFunc("/api/generate", a.handleOllama(false))
+	a.mux.HandleFunc("/api/tags", a.handleOllamaTags)
+	a.mux.HandleFunc("/api/show", a.handleOllamaShow)
+	a.mux.HandleFunc("/api/version", a.handleOllamaVersion)
 	a.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, newError(http.StatusNotFound, "invalid_request_error", "unknown_url", "",
 			"unknown request URL: %s %s", r.Method, r.URL.Path))

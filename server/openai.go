@@ -42,7 +42,7 @@ type chatRequest struct {
 }
 
 type chatMessage struct {
-	Role      string          `json:"role"`
+	Role       string          `json:"role"`
 	Content    json.RawMessage `json:"content"` // a string, or a list of {"type":"text","text":…} parts
 	ToolCalls  []toolCallJSON  `json:"tool_calls"`
 	ToolCallID string          `json:"tool_call_id"`
@@ -102,6 +102,22 @@ func writeError(w http.ResponseWriter, e *apiError) {
 
 // decodeRequest reads the JSON body (at most limit bytes).
 func decodeRequest(w http.ResponseWriter, r *http.Request, limit int64) (*chatRequest, *apiError) {
+	body, aerr := readBody(w, r, limit)
+	if aerr != nil {
+		return nil, aerr
+	}
+	var req chatRequest
+	if err := json.Unmarshal(body, &req); err != nil {
+		if te, ok := errors.AsType[*json.UnmarshalTypeError](err); ok && te.Field != "" {
+			return nil, invalid(te.Field, "invalid type for '%s': expected %s, got %s", te.Field, te.Type, te.Value)
+		}
+		return nil, invalid("", "the request body is not valid JSON: %v", err)
+	}
+	return &req, nil
+}
+
+// readBody reads a request body of at most limit bytes.
+func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, *apiError) {
 	tooLarge := newError(http.StatusRequestEntityTooLarge, "invalid_request_error", "request_too_large", "",
 		"the request body is over the limit of %d bytes", limit)
 	if r.ContentLength > limit {
@@ -114,14 +130,7 @@ func decodeRequest(w http.ResponseWriter, r *http.Request, limit int64) (*chatRe
 		}
 		return nil, invalid("", "could not read the request body: %v", err)
 	}
-	var req chatRequest
-	if err := json.Unmarshal(body, &req); err != nil {
-		if te, ok := errors.AsType[*json.UnmarshalTypeError](err); ok && te.Field != "" {
-			return nil, invalid(te.Field, "invalid type for '%s': expected %s, got %s", te.Field, te.Type, te.Value)
-		}
-		return nil, invalid("", "the request body is not valid JSON: %v", err)
-	}
-	return &req, nil
+	return body, nil
 }
 
 // validate checks req against the model and turns it into a generation; defaults are MODEL.md's.
@@ -361,8 +370,8 @@ type chatCompletion struct {
 type chatChoice struct {
 	Index        int             `json:"index"`
 	Message      responseMessage `json:"message"`
-	Logprobs     *struct{}     `json:"logprobs"` // always null
-	FinishReason string        `json:"finish_reason"`
+	Logprobs     *struct{}       `json:"logprobs"` // always null
+	FinishReason string          `json:"finish_reason"`
 }
 
 type chatChunk struct {
