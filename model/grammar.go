@@ -14,7 +14,6 @@ package model
 
 import (
 	"math"
-	"math/bits"
 	"slices"
 	"strings"
 	"sync"
@@ -30,8 +29,10 @@ type Grammar struct {
 	dist  []int32   // fewest symbols from a node to the end of its rule
 	rets  map[int32][]int32
 
+	sig []uint64 // positions with equal signatures have the same token class
+
 	mu      sync.Mutex
-	classes []*tokenClass // by node, built on first use
+	classes map[uint64]*tokenClass // by signature, built on first use
 	masks   map[string]bitset
 }
 
@@ -154,9 +155,47 @@ func (b *gbuilder) finish(v *Vocab, root int32) (*Grammar, error) {
 	if g.dist[root] >= math.MaxInt32/4 {
 		return nil, errGrammarEmpty
 	}
-	g.classes = make([]*tokenClass, len(g.nodes))
+	g.sig = g.signatures(v.maxLen)
+	g.classes = map[uint64]*tokenClass{}
 	g.masks = map[string]bitset{}
 	return g, nil
+}
+
+// signatures hashes what each position can do over the next depth symbols (its rule, where it may end,
+// its edges and calls, recursively), so that positions no token can tell apart share one token class:
+// the character counts of a long string, repeated items. Equal hashes mean equal classes because a token
+// is at most depth symbols long and a position's class depends only on those symbols' paths (and, past
+// the rule's end, on the rule, which is part of the hash).
+func (g *Grammar) signatures(depth int) []uint64 {
+	mix := func(a, b uint64) uint64 {
+		h := (a ^ 0x9e3779b97f4a7c15) * 0xbf58476d1ce4e5b9
+		h = (h ^ b ^ h>>31) * 0x94d049bb133111eb
+		return h ^ h>>29
+	}
+	h, next := make([]uint64, len(g.nodes)), make([]uint64, len(g.nodes))
+	for i := range h {
+		h[i] = mix(uint64(g.nodes[i].rule), 1)
+	}
+	for range depth {
+		for i := range g.nodes {
+			final, sum := uint64(0), uint64(0)
+			for _, m := range g.clo[i] {
+				n := &g.nodes[m]
+				if n.final {
+					final = 1
+				}
+				for _, e := range n.edges { // a sum: the order of edges does not matter
+					sum += mix(uint64(e.lo)<<16|uint64(e.hi), h[e.to])
+				}
+				for _, c := range n.calls {
+					sum += mix(1<<40|uint64(c.start), h[c.ret])
+				}
+			}
+			next[i] = mix(mix(uint64(g.nodes[i].rule), final), sum)
+		}
+		h, next = next, h
+	}
+	return h
 }
 
 type grammarError string
@@ -180,11 +219,30 @@ type frame struct {
 // and popping out of those (into deep) gives up: the token depends on the stack.
 var escape, deep = &frame{node: -1}, &frame{node: -2}
 
-// stepper advances a set of stacks by one symbol.
+// stepper advances a set of stacks by one symbol. Walks over the trie take their frames from an arena
+// (reset per walk) so that a walk allocates almost nothing; a matcher's own state uses the heap.
 type stepper struct {
-	g    *Grammar
-	out  []*frame
-	deep bool // some path popped into deep
+	g     *Grammar
+	out   []*frame
+	deep  bool // some path popped into deep
+	arena [][]frame
+	used  int // frames handed out of the arena since the last reset
+}
+
+const arenaChunk = 4096
+
+func (s *stepper) frame(node int32, parent *frame) *frame {
+	if s.arena == nil {
+		return &frame{node, parent}
+	}
+	c, i := s.used/arenaChunk, s.used%arenaChunk
+	if c == len(s.arena) {
+		s.arena = append(s.arena, make([]frame, arenaChunk))
+	}
+	s.used++
+	f := &s.arena[c][i]
+	*f = frame{node, parent}
+	return f
 }
 
 func (s *stepper) advance(f *frame, sym uint16) {
@@ -192,18 +250,18 @@ func (s *stepper) advance(f *frame, sym uint16) {
 		n := &s.g.nodes[m]
 		for _, e := range n.edges {
 			if e.lo <= sym && sym <= e.hi {
-				s.push(&frame{e.to, f.parent})
+				s.push(e.to, f.parent)
 			}
 		}
 		for _, c := range n.calls {
-			s.advance(&frame{c.start, &frame{c.ret, f.parent}}, sym)
+			s.advance(s.frame(c.start, s.frame(c.ret, f.parent)), sym)
 		}
 		if n.final {
 			switch f.parent {
 			case nil: // the end of the answer: nothing may follow
 			case escape:
 				for _, r := range s.g.rets[n.rule] {
-					s.advance(&frame{r, deep}, sym)
+					s.advance(s.frame(r, deep), sym)
 				}
 			case deep:
 				s.deep = true
@@ -214,22 +272,49 @@ func (s *stepper) advance(f *frame, sym uint16) {
 	}
 }
 
-// push adds f unless an identical stack is already there (same top over the same frames).
-func (s *stepper) push(f *frame) {
+// push adds the stack (node over parent) unless an identical one is already there.
+func (s *stepper) push(node int32, parent *frame) {
 	for _, o := range s.out {
-		if o.node == f.node && o.parent == f.parent {
+		if o.node == node && o.parent == parent {
 			return
 		}
 	}
-	s.out = append(s.out, f)
+	s.out = append(s.out, s.frame(node, parent))
 }
 
-func (s *stepper) step(in []*frame, sym uint16) []*frame {
-	s.out, s.deep = nil, false
+// step advances in by sym, appending the result to out[:0].
+func (s *stepper) step(in []*frame, sym uint16, out []*frame) []*frame {
+	s.out, s.deep = out[:0], false
 	for _, f := range in {
 		s.advance(f, sym)
 	}
 	return s.out
+}
+
+// walk visits the vocabulary trie from the stacks start, with one reusable buffer per depth. visit is
+// called for every trie node some path reaches (next non-empty), and for a node no path reaches but where
+// a path popped into deep; it returns false to skip the node's subtree.
+func (s *stepper) walk(start []*frame, visit func(t *trieNode, next []*frame, deep bool) bool) {
+	v := s.g.vocab
+	if s.arena == nil {
+		s.arena = [][]frame{make([]frame, arenaChunk)}
+	}
+	s.used = 0
+	levels := make([][]*frame, v.maxLen+1)
+	deeps := make([]bool, v.maxLen+1)
+	levels[0] = start
+	for i := 1; i < len(v.trie); {
+		t := &v.trie[i]
+		d := int(t.depth)
+		levels[d] = s.step(levels[d-1], t.sym, levels[d])
+		deeps[d] = deeps[d-1] || s.deep
+		if (len(levels[d]) == 0 && !deeps[d]) || !visit(t, levels[d], deeps[d]) || len(levels[d]) == 0 {
+			i = int(t.skip)
+			continue
+		}
+		i++
+	}
+	s.used = 0
 }
 
 // tokenClass is what one position knows about every token without looking at the stack below it.
@@ -243,28 +328,17 @@ type tokenClass struct {
 func (g *Grammar) class(n int32) *tokenClass {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if c := g.classes[n]; c != nil {
+	if c := g.classes[g.sig[n]]; c != nil {
 		return c
 	}
 	v := g.vocab
 	c := &tokenClass{accepted: newBitset(v.size)}
-	var s stepper
-	s.g = g
-	levels := [][]*frame{{{n, escape}}}
-	deeps := []bool{false}
-	for i := 1; i < len(v.trie); {
-		t := &v.trie[i]
-		d := int(t.depth)
-		next := s.step(levels[d-1], t.sym)
-		dp := deeps[d-1] || s.deep
-		if len(next) == 0 {
-			if dp { // nothing more is known inside: the whole subtree depends on the stack
-				c.dependent = append(c.dependent, v.order[t.tokens:t.tokenEnd]...)
-			}
-			i = int(t.skip)
-			continue
+	s := stepper{g: g}
+	s.walk([]*frame{{n, escape}}, func(t *trieNode, next []*frame, dp bool) bool {
+		if len(next) == 0 { // nothing more is known inside: the whole subtree depends on the stack
+			c.dependent = append(c.dependent, v.order[t.tokens:t.tokenEnd]...)
+			return false
 		}
-		levels, deeps = append(levels[:d], next), append(deeps[:d], dp)
 		if t.below > t.tokens {
 			inside := slices.ContainsFunc(next, func(f *frame) bool { return bottom(f) == escape })
 			for _, id := range v.order[t.tokens:t.below] {
@@ -275,9 +349,9 @@ func (g *Grammar) class(n int32) *tokenClass {
 				}
 			}
 		}
-		i++
-	}
-	g.classes[n] = c
+		return true
+	})
+	g.classes[g.sig[n]] = c
 	return c
 }
 
@@ -321,7 +395,7 @@ func (m *Matcher) run(st []*frame, syms []uint16) ([]*frame, bool) {
 		return nil, false
 	}
 	for _, sym := range syms {
-		if st = m.s.step(st, sym); len(st) == 0 {
+		if st = m.s.step(st, sym, nil); len(st) == 0 {
 			return nil, false
 		}
 	}
@@ -449,16 +523,28 @@ func (m *Matcher) Fits(id, left int) bool {
 }
 
 // FitMask returns the allowed tokens after which the answer can still be completed within left more
-// tokens: the mask used when the token budget is about to run out.
+// tokens: the mask used when the token budget is about to run out. It walks the trie from the state,
+// skipping subtrees whose tokens are all too short to come back within budget.
 func (m *Matcher) FitMask(left int) bitset {
-	mask := slices.Clone(m.Mask())
-	for w, word := range mask {
-		for word != 0 {
-			b := w*64 + bits.TrailingZeros64(word)
-			word &= word - 1
-			if !m.Fits(b, left) {
-				mask[w] &^= 1 << (b & 63)
+	g, v := m.g, m.g.vocab
+	mask := newBitset(v.size)
+	s := stepper{g: g}
+	s.walk(m.stacks, func(t *trieNode, next []*frame, _ bool) bool {
+		rem := math.MaxInt32
+		for _, f := range next {
+			rem = min(rem, g.remaining(f))
+		}
+		if rem <= left {
+			for _, id := range v.order[t.tokens:t.below] {
+				mask.set(int(id))
 			}
+		}
+		// Each further symbol brings the end at most one symbol closer.
+		return rem-(v.maxLen-int(t.depth)) <= left
+	})
+	if m.CanEnd() {
+		for _, id := range v.stops {
+			mask.set(id)
 		}
 	}
 	return mask

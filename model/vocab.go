@@ -15,8 +15,9 @@ type Vocab struct {
 	stops   []int          // ids that may end an answer
 
 	// The trie in preorder. Node 0 is the root (no symbol, depth 0).
-	trie  []trieNode
-	order []int32 // token ids in trie preorder; a node's tokens and its subtree's are contiguous
+	trie   []trieNode
+	order  []int32 // token ids in trie preorder; a node's tokens and its subtree's are contiguous
+	maxLen int     // symbols in the longest token
 }
 
 type trieNode struct {
@@ -94,6 +95,9 @@ func (v *Vocab) buildTrie() {
 	}
 	slices.SortFunc(ids, func(a, b int32) int { return slices.Compare(v.tokens[a], v.tokens[b]) })
 	v.order = ids
+	for _, id := range ids {
+		v.maxLen = max(v.maxLen, len(v.tokens[id]))
+	}
 	v.trie = []trieNode{{}}
 	path := []int32{0} // trie node at each depth of the current token
 	for i, id := range ids {
