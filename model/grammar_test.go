@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 
@@ -149,5 +151,28 @@ func TestSchemaGrammarRefusesUnsupported(t *testing.T) {
 	} {
 		_, err := SchemaGrammar(vocab, []byte(schema))
 		require.ErrorContains(t, err, want, schema)
+	}
+}
+
+// With every token allowed, SampleAllowed (top-k by heap) picks what Sample (a full sort) picks.
+func TestSampleAllowedMatchesSample(t *testing.T) {
+	for seed := range 40 {
+		rng := rand.New(rand.NewPCG(uint64(seed), 5))
+		logits := make([]float32, 300)
+		for i := range logits {
+			logits[i] = float32(rng.IntN(40)) / 4 // many ties
+		}
+		all := newBitset(len(logits))
+		for i := range logits {
+			all.set(i)
+		}
+		for _, p := range []SamplingParams{Greedy(), DefaultSampling(), {Temperature: 0.7, TopK: 1, TopP: 1, RepetitionPenalty: 1},
+			{Temperature: 1.3, TopP: 0.5, RepetitionPenalty: 1.1}, {Temperature: 1, TopK: 300, TopP: 1, RepetitionPenalty: 1}} {
+			p.Seed = uint64(seed)
+			context := []int{3, 5, 3, 200}
+			want := NewSampler(p).Sample(slices.Clone(logits), context)
+			got := NewSampler(p).SampleAllowed(slices.Clone(logits), context, all)
+			require.Equal(t, want, got, "seed %d, %+v", seed, p)
+		}
 	}
 }

@@ -46,7 +46,7 @@ func TestOfficialClients(t *testing.T) {
 	require.NoError(t, err)
 
 	var out struct {
-		Calls, StreamedCalls      []toolCallJSON
+		Calls, StreamedCalls       []toolCallJSON
 		SchemaAnswers, JSONAnswers []string
 	}
 	require.NoError(t, json.Unmarshal(stdout, &out), string(stdout))
