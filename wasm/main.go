@@ -41,6 +41,8 @@ type engine struct {
 	backend string
 	replies model.Replies      // answers given, to render them back with their ids (see model.Replies)
 	cancel  context.CancelFunc // of the running chat
+	vocab   *model.Vocab       // of the loaded model, built on the first constrained chat
+	formats map[string]*model.Grammar
 }
 
 // engineError is an error whose kind the page acts on ("no-webgpu", "limits", "out-of-memory",
@@ -102,6 +104,7 @@ func (e *engine) load(this js.Value, args []js.Value) any {
 		e.m, e.dec, e.backend = m, dec, name
 		e.session = model.NewSession(dec, m.Config)
 		e.replies = model.Replies{}
+		e.vocab, e.formats = nil, map[string]*model.Grammar{}
 		return map[string]any{
 			"adapter": adapter, "backend": name, "maxContext": dec.MaxContext(), "vocabSize": m.Config.VocabSize,
 		}, nil
@@ -160,6 +163,51 @@ type chatRequest struct {
 	RepetitionPenalty *float64        `json:"repetition_penalty"`
 	MaxTokens         int             `json:"max_tokens"`
 	Seed              *uint64         `json:"seed"`
+	ResponseFormat    *struct {
+		Type       string `json:"type"`
+		JSONSchema *struct {
+			Schema json.RawMessage `json:"schema"`
+		} `json:"json_schema"`
+	} `json:"response_format"`
+}
+
+// grammar compiles the request's response_format (OpenAI's json_object or json_schema; nil for text),
+// remembering a few: their token classes are built as answers reach them.
+func (e *engine) grammar(req *chatRequest) (*model.Grammar, error) {
+	f := req.ResponseFormat
+	if f == nil || f.Type == "" || f.Type == "text" {
+		return nil, nil
+	}
+	var schema json.RawMessage
+	switch f.Type {
+	case "json_object":
+	case "json_schema":
+		if f.JSONSchema == nil || len(f.JSONSchema.Schema) == 0 {
+			return nil, &engineError{"invalid-request", errors.New("response_format.json_schema.schema is missing")}
+		}
+		schema = f.JSONSchema.Schema
+	default:
+		return nil, &engineError{"invalid-request", fmt.Errorf("response_format.type is %q; it must be text, json_object or json_schema", f.Type)}
+	}
+	key := f.Type + string(schema)
+	if g, ok := e.formats[key]; ok {
+		return g, nil
+	}
+	if e.vocab == nil {
+		e.vocab = model.NewVocab(e.m.Tokenizer, e.m.Stop)
+	}
+	g := model.JSONObjectGrammar(e.vocab)
+	if schema != nil {
+		var err error
+		if g, err = model.SchemaGrammar(e.vocab, schema); err != nil {
+			return nil, &engineError{"invalid-request", fmt.Errorf("response_format.json_schema.schema: %w", err)}
+		}
+	}
+	if len(e.formats) >= 8 {
+		clear(e.formats)
+	}
+	e.formats[key] = g
+	return g, nil
 }
 
 // chat(request, onToken) → Promise<{finish_reason, prompt_tokens, completion_tokens, prefilled_tokens, seconds}>
@@ -182,6 +230,10 @@ func (e *engine) chat(this js.Value, args []js.Value) any {
 		setIf(&p.TopK, req.TopK)
 		setIf(&p.RepetitionPenalty, req.RepetitionPenalty)
 		setIf(&p.Seed, req.Seed)
+		grammar, err := e.grammar(&req)
+		if err != nil {
+			return nil, err
+		}
 		maxTokens := req.MaxTokens
 		if maxTokens <= 0 {
 			maxTokens = 1024
@@ -200,7 +252,7 @@ func (e *engine) chat(this js.Value, args []js.Value) any {
 		defer cancel()
 		dec := e.m.Tokenizer.NewStreamDecoder()
 		start := time.Now()
-		res, err := e.session.Generate(ctx, ids, model.GenerateOptions{MaxTokens: maxTokens, Stop: e.m.Stop, Sampling: p},
+		res, err := e.session.Generate(ctx, ids, model.GenerateOptions{MaxTokens: maxTokens, Stop: e.m.Stop, Sampling: p, Grammar: grammar},
 			func(id int) error {
 				if s := dec.Add(id); s != "" {
 					onToken.Invoke(s, id)

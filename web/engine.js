@@ -115,7 +115,9 @@ class Engine {
 
   // #create is chat.completions.create: with stream: true it returns an async iterable of
   // chat.completion.chunk objects (also awaitable, as OpenAI's SDK returns it), else a promise of a
-  // chat.completion. Extensions beyond OpenAI's parameters: top_k, repetition_penalty, seed, think
+  // chat.completion. response_format ({type: 'json_object'} or {type: 'json_schema', json_schema: {schema}})
+  // constrains the answer to JSON (model/grammar.go). Extensions beyond OpenAI's parameters: top_k,
+  // repetition_penalty, seed, think
   // (deep-thinking mode: the thinking system prompt and 8192 new tokens unless max_tokens says otherwise).
   // An aborted signal ends the answer with finish_reason "abort", keeping what was generated.
   #create(params) {
@@ -209,6 +211,7 @@ function chatRequest(p) {
     repetition_penalty: p.repetition_penalty ?? undefined,
     max_tokens: p.max_completion_tokens ?? p.max_tokens ?? undefined,
     seed: p.seed ?? undefined,
+    response_format: p.response_format ?? undefined,
   };
 }
 
