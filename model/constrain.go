@@ -10,7 +10,8 @@ import (
 // which the answer can still be completed in time. The budget is checked on the sampled token; only if it
 // would not leave room is the mask narrowed to the tokens that do (FitMask) and the token drawn again, so
 // the costlier mask is built only at the very end of an answer. If the budget is below the shortest
-// completion the answer is cut (a valid prefix, finish reason "length").
+// completion, the tokens that bring the end closest are taken, and if it still does not fit the answer is
+// cut (a valid prefix, finish reason "length").
 func sampleConstrained(s *Sampler, m *Matcher, logits []float32, context []int, left int) (int, error) {
 	mask := m.Mask()
 	if mask.empty() {

@@ -523,25 +523,43 @@ func (m *Matcher) Fits(id, left int) bool {
 }
 
 // FitMask returns the allowed tokens after which the answer can still be completed within left more
-// tokens: the mask used when the token budget is about to run out. It walks the trie from the state,
-// skipping subtrees whose tokens are all too short to come back within budget.
+// tokens (counting a token per remaining symbol: a vocabulary with byte pieces has one): the mask used
+// when the token budget is about to run out. If no token leaves room, it returns those that bring the
+// end closest. It walks the trie from the state, skipping subtrees whose tokens are all too short to
+// come back within reach.
 func (m *Matcher) FitMask(left int) bitset {
 	g, v := m.g, m.g.vocab
 	mask := newBitset(v.size)
+	fits := false
+	best, closest := math.MaxInt32, []int32(nil) // the fewest symbols left after a token, and those tokens
 	s := stepper{g: g}
 	s.walk(m.stacks, func(t *trieNode, next []*frame, _ bool) bool {
 		rem := math.MaxInt32
 		for _, f := range next {
 			rem = min(rem, g.remaining(f))
 		}
-		if rem <= left {
-			for _, id := range v.order[t.tokens:t.below] {
-				mask.set(int(id))
+		if ends := v.order[t.tokens:t.below]; len(ends) > 0 {
+			if rem <= left {
+				fits = true
+				for _, id := range ends {
+					mask.set(int(id))
+				}
+			}
+			if rem < best {
+				best, closest = rem, closest[:0]
+			}
+			if rem == best {
+				closest = append(closest, ends...)
 			}
 		}
 		// Each further symbol brings the end at most one symbol closer.
-		return rem-(v.maxLen-int(t.depth)) <= left
+		return rem-(v.maxLen-int(t.depth)) <= max(left, best)
 	})
+	if !fits {
+		for _, id := range closest {
+			mask.set(int(id))
+		}
+	}
 	if m.CanEnd() {
 		for _, id := range v.stops {
 			mask.set(id)

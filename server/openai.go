@@ -281,7 +281,7 @@ func (m chatMessage) toModel(i int) (model.Message, *apiError) {
 		if json.Unmarshal([]byte(c.Function.Arguments), &args) != nil || args[0] != '{' {
 			return model.Message{}, invalid(f("function.arguments"), "'%s' must be a JSON object in a string", f("function.arguments"))
 		}
-		calls = append(calls, callText(c.Function.Name, args))
+		calls = append(calls, model.CallText(c.Function.Name, args))
 	}
 	content, err := parseContent(m.Content, role == "assistant")
 	if err != "" {

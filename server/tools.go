@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
-	"strings"
 	"sync"
 
 	"github.com/ilmweb/ilmweb/model"
@@ -17,14 +16,8 @@ import (
 
 // toolSpec is one entry of "tools" (OpenAI's shape; Ollama uses the same).
 type toolSpec struct {
-	Type     string        `json:"type"`
-	Function *toolFunction `json:"function"`
-}
-
-type toolFunction struct {
-	Name        string          `json:"name"`
-	Description string          `json:"description,omitempty"`
-	Parameters  json.RawMessage `json:"parameters,omitempty"`
+	Type     string          `json:"type"`
+	Function *model.Function `json:"function"`
 }
 
 // toolCallJSON is a call in OpenAI's shape: in an assistant message, a response, or a streamed delta.
@@ -150,7 +143,7 @@ func (a *API) useTools(g *generation, tools []toolSpec, choice json.RawMessage) 
 	if tt == nil {
 		return invalid("tools", "this model cannot call tools: its tokenizer_config.json has no special tokens <|plugin|>, <|action_start|>, <|action_end|> and <|interpreter|> in added_tokens_decoder")
 	}
-	var functions []toolFunction
+	var functions []model.Function
 	var calls []model.ToolCall
 	for i, t := range tools {
 		if t.Type != "function" || t.Function == nil {
@@ -178,8 +171,7 @@ func (a *API) useTools(g *generation, tools []toolSpec, choice json.RawMessage) 
 	if named != "" && len(calls) == 0 {
 		return invalid("tool_choice", "'tool_choice' names the function %q, which is not in 'tools'", named)
 	}
-	list, _ := json.Marshal(functions)
-	g.tools = &toolSetup{system: model.Message{Role: "system", Plugin: true, Content: string(list)}, actionStart: tt.ActionStart}
+	g.tools = &toolSetup{system: model.ToolsMessage(functions), actionStart: tt.ActionStart}
 	g.opts.Stop = append(append([]int(nil), g.opts.Stop...), tt.ActionEnd)
 	if mode == "auto" {
 		return nil
@@ -208,42 +200,12 @@ func (a *API) checkToolTurns(messages []model.Message) *apiError {
 	return nil
 }
 
-// callText renders a call the way the model writes one (and ToolCallGrammar admits).
-func callText(name string, arguments json.RawMessage) string {
-	n, _ := json.Marshal(name)
-	return `{"name": ` + string(n) + `, "parameters": ` + string(arguments) + `}`
-}
-
-// parseCall reads what the model wrote after <|action_start|>: <|plugin|>, a newline and the call's JSON.
-// ok is false when it is not a well-formed call.
-func parseCall(text string) (name string, arguments json.RawMessage, ok bool) {
-	body, found := strings.CutPrefix(text, "\n")
-	if !found {
-		return "", nil, false
-	}
-	var call struct {
-		Name       string          `json:"name"`
-		Parameters json.RawMessage `json:"parameters"`
-	}
-	if json.Unmarshal([]byte(body), &call) != nil || call.Name == "" {
-		return "", nil, false
-	}
-	if len(call.Parameters) == 0 || string(call.Parameters) == "null" {
-		call.Parameters = json.RawMessage("{}")
-	}
-	var buf bytes.Buffer
-	if json.Compact(&buf, call.Parameters) != nil {
-		return "", nil, false
-	}
-	return call.Name, buf.Bytes(), true
-}
-
 // toolCalls is the answer's call in OpenAI's shape, or nil when it made none.
 func (j *job) toolCalls() []toolCallJSON {
 	if !j.inCall {
 		return nil
 	}
-	name, args, ok := parseCall(j.call)
+	name, args, ok := model.ParseCall(j.call)
 	if !ok {
 		return nil
 	}

@@ -147,7 +147,7 @@ func TestToolTurnsRendering(t *testing.T) {
 		}
 	}
 	text := sb.String()
-	list, _ := json.Marshal([]toolFunction{*tools(t)[0].Function, *tools(t)[1].Function})
+	list, _ := json.Marshal([]model.Function{*tools(t)[0].Function, *tools(t)[1].Function})
 	require.Contains(t, text, "system name=<|plugin|>\n"+string(list)+"<|im_end|>\n")
 	require.Contains(t, text, "assistant\n<|action_start|><|plugin|>\n{\"name\": \"add\", \"parameters\": {\"a\": 1, \"b\": 2}}<|action_end|><|im_end|>\n")
 	require.Contains(t, text, "environment name=<|plugin|>\n3<|im_end|>\n")
