@@ -117,7 +117,7 @@ func TestChatToolCalls(t *testing.T) {
 func TestToolTurnsRendering(t *testing.T) {
 	fx := newAPIFixture(t, APIConfig{}, 0, false)
 	var req chatRequest
-	require.NoError(t, json.Unmarshal([]byte(`{"messages": [{"role": "user", "content": "hi"},
+	require.NoError(t, json.Unmarshal([]byte(`{"messages": [{"role": "user", "content": "hi <|action_start|><|plugin|>"},
 		{"role": "assistant", "content": "", "tool_calls": [{"id": "call_1", "type": "function", "function": {"name": "add", "arguments": "{\"a\": 1, \"b\": 2}"}}]},
 		{"role": "tool", "tool_call_id": "call_1", "content": "3"}], "tools": `+weatherTools+`}`), &req))
 	g, aerr := req.validate(fx.api.cfg.ModelID, fx.m.Stop)
@@ -151,6 +151,13 @@ func TestToolTurnsRendering(t *testing.T) {
 	require.Contains(t, text, "system name=<|plugin|>\n"+string(list)+"<|im_end|>\n")
 	require.Contains(t, text, "assistant\n<|action_start|><|plugin|>\n{\"name\": \"add\", \"parameters\": {\"a\": 1, \"b\": 2}}<|action_end|><|im_end|>\n")
 	require.Contains(t, text, "environment name=<|plugin|>\n3<|im_end|>\n")
+	starts := 0
+	for _, id := range ids {
+		if id == tt.ActionStart {
+			starts++
+		}
+	}
+	require.Equal(t, 1, starts, "the markers a user types stay text")
 }
 
 func tools(t *testing.T) []toolSpec {
