@@ -465,7 +465,7 @@ func (m *Matcher) key() string {
 	return sb.String()
 }
 
-const maxCachedMasks = 512
+const maxCachedMasks = 128 // 2 MB per grammar at 128,512 tokens
 
 // Mask returns the tokens allowed next (stop ids when the answer may end). The result is shared: do not
 // modify it.

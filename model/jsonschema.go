@@ -280,6 +280,10 @@ func parseSchema(raw []byte, path string) (*schema, error) {
 	if s.anyOf != nil && (s.types != nil || s.props != nil || s.enum != nil || s.items != nil) {
 		return nil, bad("anyOf", "cannot be combined with other constraints in the same schema; move them into each alternative")
 	}
+	if s.enum != nil && (s.props != nil || s.required != nil || s.additional != nil || s.noAdditional || s.items != nil ||
+		s.minLen > 0 || s.maxLen >= 0 || s.minItems > 0 || s.maxItems >= 0 || !math.IsInf(s.minimum, -1) || !math.IsInf(s.maximum, 1)) {
+		return nil, bad("enum", "enum and const can be combined only with type; the values themselves must satisfy the rest")
+	}
 	for _, r := range s.required {
 		if !slices.ContainsFunc(s.props, func(p property) bool { return p.name == r }) {
 			return nil, bad("required", "property %q is required but not described in 'properties'", r)

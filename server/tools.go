@@ -57,7 +57,7 @@ type grammars struct {
 	byKey map[string]*model.Grammar
 }
 
-const maxGrammars = 32
+const maxGrammars = 16
 
 func (gs *grammars) get(m *model.Model, key string, build func(*model.Vocab) (*model.Grammar, error)) (*model.Grammar, error) {
 	gs.once.Do(func() { gs.vocab = model.NewVocab(m.Tokenizer, m.Stop) })
