@@ -5,6 +5,7 @@ WEB_OUT := build/web
 WEB_NPM := $(CACHE)/web-npm
 WORKER_OUT := build/worker
 WORKER_NPM := $(CACHE)/worker-npm
+CLIENTS_NPM := $(CACHE)/clients-npm
 
 # MODEL is "tiny" (a synthetic model, made on first use, so the page works out of the box) or a Hugging
 # Face repo id such as internlm/internlm3-8b-instruct, downloaded and converted to q4 on first use.
@@ -56,10 +57,11 @@ apt-nodejs:
 	$(call apt_install,nodejs npm)
 
 # What the tests need beyond that: Mesa's Vulkan drivers (lavapipe) for the GPU tests, Debian's Chromium for
-# the browser tests (e2e/), and wrangler (pinned in cmd/worker/package-lock.json) for the edge worker's test.
+# the browser tests (e2e/), wrangler (pinned in cmd/worker/package-lock.json) for the edge worker's test, and
+# the official openai and ollama clients (pinned in server/clients/package-lock.json) for the API's test.
 test-deps:
 	$(call apt_install,chromium mesa-vulkan-drivers libvulkan1)
-	$(MAKE) --no-print-directory $(WORKER_NPM)/node_modules/.package-lock.json
+	$(MAKE) --no-print-directory $(WORKER_NPM)/node_modules/.package-lock.json $(CLIENTS_NPM)/node_modules/.package-lock.json
 
 vet:
 	$(GO) vet ./...
@@ -105,6 +107,11 @@ $(WORKER_NPM)/node_modules/.package-lock.json: cmd/worker/package.json cmd/worke
 RUNS ?= 50
 stress-gpu:
 	bash tools/gpu-stress.sh $(RUNS)
+
+# The API clients for server/clients_test.go, installed outside the source tree like the others.
+$(CLIENTS_NPM)/node_modules/.package-lock.json: server/clients/package.json server/clients/package-lock.json
+	mkdir -p $(CLIENTS_NPM) && cp server/clients/package.json server/clients/package-lock.json $(CLIENTS_NPM)/
+	cd $(CLIENTS_NPM) && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
 
 fuzz:
 	$(GO) test -run=NONE -fuzz=FuzzParseHeader -fuzztime=60s ./safetensors/

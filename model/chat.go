@@ -22,6 +22,12 @@ type Message struct {
 	// rendered with them rather than by re-tokenizing Content, so the KV cache of the conversation so far
 	// still matches and the next turn prefills only its new tokens.
 	Tokens []int `json:"-"`
+	// Plugin marks a turn addressed to or from the tools: its heading is "{role} name=<|plugin|>" (the
+	// system turn listing the tools, the environment turn holding a tool's result).
+	Plugin bool `json:"-"`
+	// Calls are the tool calls of an assistant turn, each the JSON {"name": ..., "parameters": ...},
+	// rendered after Content as <|action_start|><|plugin|>\n{call}<|action_end|>.
+	Calls []string `json:"-"`
 }
 
 // ChatFormat renders InternLM3's chat template straight to token ids:
@@ -35,6 +41,12 @@ type ChatFormat struct {
 	imStart, imEnd   int
 	newline          []int
 	assistantHeading []int
+	tools            *ToolTokens // nil when the tokenizer lacks them
+}
+
+// ToolTokens are the special tokens of InternLM3's tool format, read from the tokenizer.
+type ToolTokens struct {
+	Plugin, ActionStart, ActionEnd, Interpreter int
 }
 
 // NewChatFormat looks up the chat markers in tok.
@@ -47,9 +59,27 @@ func NewChatFormat(tok *Tokenizer) (*ChatFormat, error) {
 	if !ok {
 		return nil, fmt.Errorf("tokenizer: no <|im_end|> token")
 	}
-	return &ChatFormat{tok: tok, imStart: start, imEnd: end,
-		newline: tok.Encode("\n"), assistantHeading: tok.Encode("assistant\n")}, nil
+	f := &ChatFormat{tok: tok, imStart: start, imEnd: end,
+		newline: tok.Encode("\n"), assistantHeading: tok.Encode("assistant\n")}
+	var tt ToolTokens
+	ok = true
+	for _, m := range []struct {
+		piece string
+		id    *int
+	}{{"<|plugin|>", &tt.Plugin}, {"<|action_start|>", &tt.ActionStart}, {"<|action_end|>", &tt.ActionEnd}, {"<|interpreter|>", &tt.Interpreter}} {
+		id, found := tok.TokenID(m.piece)
+		ok = ok && found && tok.IsSpecial(id)
+		*m.id = id
+	}
+	if ok {
+		f.tools = &tt
+	}
+	return f, nil
 }
+
+// Tools returns the tool-format tokens, or nil when the tokenizer lacks them (then the model cannot call
+// tools).
+func (f *ChatFormat) Tools() *ToolTokens { return f.tools }
 
 // EndOfTurn is the id of <|im_end|>.
 func (f *ChatFormat) EndOfTurn() int { return f.imEnd }
@@ -65,8 +95,20 @@ func (f *ChatFormat) Encode(messages []Message, generationPrompt bool) []int {
 		if m.Role == "assistant" && m.Tokens != nil {
 			ids = append(ids, f.assistantHeading...)
 			ids = append(ids, m.Tokens...)
+		} else if m.Plugin && f.tools != nil {
+			ids = append(ids, f.tok.Encode(m.Role+" name=")...)
+			ids = append(ids, f.tools.Plugin)
+			ids = append(ids, f.tok.Encode("\n"+m.Content)...)
 		} else {
 			ids = append(ids, f.tok.Encode(m.Role+"\n"+m.Content)...)
+		}
+		for _, call := range m.Calls {
+			if f.tools == nil {
+				break
+			}
+			ids = append(ids, f.tools.ActionStart, f.tools.Plugin)
+			ids = append(ids, f.tok.Encode("\n"+call)...)
+			ids = append(ids, f.tools.ActionEnd)
 		}
 		ids = append(ids, f.imEnd)
 		ids = append(ids, f.newline...)

@@ -50,6 +50,12 @@ type GenerateOptions struct {
 	// Prefill, when set, is told after each chunk of the prompt's prefill how many of the tokens to run
 	// have run.
 	Prefill func(done, total int)
+	// Grammar, when set, constrains the answer (grammar.go): only tokens it allows are sampled, from the
+	// logits of the whole vocabulary, and the answer ends (finish reason "stop") as soon as the grammar is
+	// complete and nothing may follow. As the budget (MaxTokens, or the context) runs out, only tokens
+	// that leave room to complete the answer are allowed, so an answer always parses and validates
+	// unless the budget is below its shortest completion; then it is a valid prefix ("length").
+	Grammar *Grammar
 }
 
 // Result describes one finished answer.
@@ -73,8 +79,23 @@ func (s *Session) Generate(ctx context.Context, prompt []int, opt GenerateOption
 	}
 	sampler := NewSampler(opt.Sampling)
 	context := slices.Clone(prompt)
+	var grammar *Matcher
+	if opt.Grammar != nil {
+		grammar = opt.Grammar.NewMatcher()
+	}
 	// next runs tokens at pos and picks the token that follows them.
 	next := func(tokens []int, pos int) (int, error) {
+		if grammar != nil {
+			out, err := s.dec.Forward(tokens, pos, false)
+			if err != nil {
+				return 0, err
+			}
+			left := maxCtx - len(context)
+			if opt.MaxTokens > 0 {
+				left = min(left, opt.MaxTokens-len(res.Tokens))
+			}
+			return sampleConstrained(sampler, grammar, out[0], context, left)
+		}
 		if td, ok := s.dec.(TopKDecoder); ok {
 			if k := sampler.CandidatesNeeded(MaxTopK); k > 0 {
 				ids, logits, err := td.ForwardTopK(tokens, pos, k, opt.Sampling.Penalty(), context)
@@ -104,6 +125,10 @@ func (s *Session) Generate(ctx context.Context, prompt []int, opt GenerateOption
 		context = append(context, id)
 		if err := onToken(id); err != nil {
 			return res, err
+		}
+		if grammar != nil && grammar.Done() {
+			res.FinishReason = "stop"
+			return res, nil
 		}
 		if (opt.MaxTokens > 0 && len(res.Tokens) >= opt.MaxTokens) || len(context) >= maxCtx {
 			res.FinishReason = "length"

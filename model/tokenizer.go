@@ -77,6 +77,9 @@ type Tokenizer struct {
 	bos, eos       int
 	addBOS, addEOS bool
 	chatTemplate   string
+	// addPrefixSpace is tokenizer_config.json's add_prefix_space: HF's InternLM3 tokenizer then drops the
+	// leading "▁" of the first decoded piece even when the model adds no dummy prefix.
+	addPrefixSpace bool
 }
 
 // LoadTokenizer reads dir/tokenizer.model and dir/tokenizer_config.json.
@@ -513,6 +516,14 @@ func (t *Tokenizer) applyConfig(config []byte, m *spModelProto) error {
 		return err
 	}
 	if err := boolean("add_eos_token", &t.addEOS); err != nil {
+		return err
+	}
+	// Absent, it takes the default of the tokenizer class: true for InternLM3's, false otherwise (plain
+	// sentencepiece decoding, which the goldens check).
+	var class string
+	json.Unmarshal(raw["tokenizer_class"], &class)
+	t.addPrefixSpace = class == "InternLM3Tokenizer"
+	if err := boolean("add_prefix_space", &t.addPrefixSpace); err != nil {
 		return err
 	}
 
@@ -1004,7 +1015,7 @@ func (t *Tokenizer) decodePiece(id int, bosWS bool) (string, bool) {
 		return piece, false
 	}
 	seen := false
-	if bosWS && (t.dummyPrefix || t.removeExtra) {
+	if bosWS && (t.dummyPrefix || t.removeExtra || t.addPrefixSpace) {
 		if strings.HasPrefix(piece, spSpace) {
 			piece = piece[len(spSpace):]
 			seen = !t.removeExtra // removing extra whitespace strips every leading ▁

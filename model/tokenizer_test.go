@@ -495,3 +495,27 @@ func FuzzTokenizerDecode(f *testing.F) {
 		}
 	})
 }
+
+// add_prefix_space (HF's InternLM3 tokenizer; its class default is true) drops the leading "▁" of the
+// first decoded piece only.
+func TestTokenizerAddPrefixSpace(t *testing.T) {
+	model := spTestModel(t, "tiny.model")
+	for _, c := range []struct {
+		config string
+		want   string
+	}{
+		{`{}`, " the the"},
+		{`{"add_prefix_space": false, "tokenizer_class": "InternLM3Tokenizer"}`, " the the"},
+		{`{"add_prefix_space": true}`, "the the"},
+		{`{"tokenizer_class": "InternLM3Tokenizer"}`, "the the"},
+	} {
+		tok, err := NewTokenizer("tiny.model", model, "tokenizer_config.json", []byte(c.config))
+		require.NoError(t, err)
+		ids := tok.Encode(" the the")
+		require.True(t, strings.HasPrefix(tok.Piece(ids[0]), spSpace), "the test needs a first piece with a leading ▁")
+		require.Equal(t, c.want, tok.Decode(ids), c.config)
+		require.Equal(t, c.want, spTestStream(t, tok, ids), c.config)
+	}
+	_, err := NewTokenizer("tiny.model", model, "tokenizer_config.json", []byte(`{"add_prefix_space": "yes"}`))
+	require.ErrorContains(t, err, "tokenizer_config.json: add_prefix_space: ")
+}

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -47,6 +48,7 @@ type API struct {
 
 	repliesMu sync.Mutex
 	replies   model.Replies // recent answers' ids, so follow-ups reuse the KV cache
+	grammars  grammars      // compiled response formats and tool calls
 
 	mu      sync.Mutex // guards closing the queue against sends to it
 	closed  bool
@@ -97,6 +99,11 @@ func NewAPI(cfg APIConfig) (*API, error) {
 	a.mux.HandleFunc("/v1/models", a.handleModels)
 	a.mux.HandleFunc("/v1/models/{id}", a.handleModels)
 	a.mux.HandleFunc("/v1/chat/completions", a.handleChat)
+	a.mux.HandleFunc("/api/chat", a.handleOllama(true))
+	a.mux.HandleFunc("/api/generate", a.handleOllama(false))
+	a.mux.HandleFunc("/api/tags", a.handleOllamaTags)
+	a.mux.HandleFunc("/api/show", a.handleOllamaShow)
+	a.mux.HandleFunc("/api/version", a.handleOllamaVersion)
 	a.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, newError(http.StatusNotFound, "invalid_request_error", "unknown_url", "",
 			"unknown request URL: %s %s", r.Method, r.URL.Path))
@@ -170,11 +177,14 @@ func (a *API) handleChat(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	g, aerr := req.validate(a.cfg.ModelID, a.model.Stop)
+	if aerr == nil {
+		aerr = a.constrain(req, g)
+	}
 	if aerr != nil {
 		writeError(w, aerr)
 		return
 	}
-	prompt := a.prompt(g.messages)
+	prompt := a.prompt(g)
 	if len(prompt) >= a.maxCtx {
 		writeError(w, newError(http.StatusBadRequest, "invalid_request_error", "context_length_exceeded", "messages",
 			"this model's maximum context length is %d tokens, but the messages take %d tokens (and the answer needs at least one more)",
@@ -201,11 +211,16 @@ func (a *API) handleChat(w http.ResponseWriter, r *http.Request) {
 // prompt renders messages in the chat template, with the official system prompt in front unless the
 // request brings its own. Content is tokenized as text: "<|im_end|>" typed by a user stays characters.
 // Answers this server gave are rendered with the ids it generated, so the cached prefix still matches.
-func (a *API) prompt(messages []model.Message) []int {
+// Tools are listed in a system turn of their own after the system prompt, as LMDeploy's template does.
+func (a *API) prompt(g *generation) []int {
 	a.repliesMu.Lock()
-	messages = a.replies.Attach(messages)
+	messages := a.replies.Attach(g.messages)
 	a.repliesMu.Unlock()
-	return a.model.Chat.Encode(model.WithSystemPrompt(messages, false), true)
+	messages = model.WithSystemPrompt(messages, false)
+	if g.tools != nil {
+		messages = slices.Insert(slices.Clone(messages), 1, g.tools.system)
+	}
+	return a.model.Chat.Encode(messages, true)
 }
 
 func (a *API) enqueue(j *job) *apiError {
@@ -272,9 +287,19 @@ wait:
 		return
 	}
 	c.w.Header().Set("Content-Type", "application/json")
+	text.WriteString(c.j.unparsedCall())
+	content := text.String()
+	msg := responseMessage{Role: "assistant", Content: &content, ToolCalls: c.j.toolCalls()}
+	finish := c.j.res.FinishReason
+	if msg.ToolCalls != nil {
+		finish = "tool_calls"
+		if content == "" {
+			msg.Content = nil
+		}
+	}
 	json.NewEncoder(c.w).Encode(chatCompletion{
 		ID: c.id, Object: "chat.completion", Created: c.created, Model: c.a.cfg.ModelID,
-		Choices: []chatChoice{{Message: model.Message{Role: "assistant", Content: text.String()}, FinishReason: c.j.res.FinishReason}},
+		Choices: []chatChoice{{Message: msg, FinishReason: finish}},
 		Usage:   c.usage(),
 	})
 }
@@ -330,6 +355,15 @@ wait:
 		return
 	}
 	finish := c.j.res.FinishReason
+	if calls := c.j.toolCalls(); calls != nil {
+		calls[0].Index = new(int)
+		if !send(chunk(chunkDelta{ToolCalls: calls}, nil)) {
+			return
+		}
+		finish = "tool_calls"
+	} else if s := c.j.unparsedCall(); s != "" && !send(chunk(chunkDelta{Content: &s}, nil)) {
+		return
+	}
 	if !send(chunk(chunkDelta{}, &finish)) {
 		return
 	}

@@ -20,6 +20,10 @@ type job struct {
 	text chan string
 	res  model.Result // set before text is closed
 	err  error
+	// With tools, the answer's text from <|action_start|> on is a call: it goes to call, not to text.
+	actionStart int // -1: no tools
+	inCall      bool
+	call        string // set before text is closed
 }
 
 func newJob(ctx context.Context, prompt []int, g *generation, maxCtx int) *job {
@@ -27,7 +31,11 @@ func newJob(ctx context.Context, prompt []int, g *generation, maxCtx int) *job {
 	if g.opts.MaxTokens > 0 {
 		room = min(room, g.opts.MaxTokens)
 	}
-	return &job{ctx: ctx, prompt: prompt, opts: g.opts, stops: g.stops, text: make(chan string, room+1)}
+	j := &job{ctx: ctx, prompt: prompt, opts: g.opts, stops: g.stops, text: make(chan string, room+1), actionStart: -1}
+	if g.tools != nil {
+		j.actionStart = g.tools.actionStart
+	}
+	return j
 }
 
 // errStopSequence ends generation when the answer reaches a stop sequence.
@@ -56,7 +64,20 @@ func (a *API) run(j *job) {
 	}
 	dec := a.model.Tokenizer.NewStreamDecoder()
 	stop := stopMatcher{stops: j.stops}
+	var call strings.Builder
 	j.res, j.err = a.session.Generate(j.ctx, j.prompt, j.opts, func(id int) error {
+		if id == j.actionStart && !j.inCall {
+			j.inCall = true
+			if text := stop.pending + dec.Flush(); text != "" {
+				j.text <- text
+			}
+			stop.pending = ""
+			return nil
+		}
+		if j.inCall {
+			call.WriteString(dec.Add(id))
+			return nil
+		}
 		text, hit := stop.add(dec.Add(id))
 		if text != "" {
 			j.text <- text
@@ -67,6 +88,9 @@ func (a *API) run(j *job) {
 		return nil
 	})
 	switch {
+	case j.inCall:
+		call.WriteString(dec.Flush())
+		j.call = call.String()
 	case errors.Is(j.err, errStopSequence):
 		j.res.FinishReason, j.err = "stop", nil
 	case j.err == nil:

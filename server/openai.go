@@ -16,8 +16,8 @@ import (
 
 // OpenAI's chat completions wire format: the subset this engine honours, plus LMDeploy's top_k and
 // repetition_penalty. Fields a client may send that change nothing (user, metadata, …) are ignored;
-// fields asking for something this engine cannot do (n > 1, tools, logprobs, penalties) are refused
-// rather than silently dropped.
+// fields asking for something this engine cannot do (n > 1, logprobs, penalties) are refused rather than
+// silently dropped. tools, tool_choice and response_format are in tools.go.
 
 type chatRequest struct {
 	Model               string          `json:"model"`
@@ -39,20 +39,19 @@ type chatRequest struct {
 	FrequencyPenalty *float64        `json:"frequency_penalty"`
 	PresencePenalty  *float64        `json:"presence_penalty"`
 	LogitBias        map[string]any  `json:"logit_bias"`
-	Tools            json.RawMessage `json:"tools"`
+	Tools            []toolSpec      `json:"tools"`
 	ToolChoice       json.RawMessage `json:"tool_choice"`
+	ResponseFormat   *responseFormat `json:"response_format"`
 	Functions        json.RawMessage `json:"functions"`     // the legacy form of tools
 	FunctionCall     json.RawMessage `json:"function_call"` // the legacy form of tool_choice
 	TopLogprobs      json.RawMessage `json:"top_logprobs"`
-	ResponseFormat   *struct {
-		Type string `json:"type"`
-	} `json:"response_format"`
 }
 
 type chatMessage struct {
-	Role      string          `json:"role"`
-	Content   json.RawMessage `json:"content"` // a string, or a list of {"type":"text","text":…} parts
-	ToolCalls json.RawMessage `json:"tool_calls"`
+	Role       string          `json:"role"`
+	Content    json.RawMessage `json:"content"` // a string, or a list of {"type":"text","text":…} parts
+	ToolCalls  []toolCallJSON  `json:"tool_calls"`
+	ToolCallID string          `json:"tool_call_id"`
 }
 
 // Limits on a request, beyond the body size.
@@ -69,6 +68,7 @@ type generation struct {
 	stops        []string
 	stream       bool
 	includeUsage bool
+	tools        *toolSetup // nil: no tools offered
 }
 
 // apiError is an error in OpenAI's shape, with the HTTP status it goes out with.
@@ -108,21 +108,9 @@ func writeError(w http.ResponseWriter, e *apiError) {
 
 // decodeRequest reads the JSON body (at most limit bytes).
 func decodeRequest(w http.ResponseWriter, r *http.Request, limit int64) (*chatRequest, *apiError) {
-	tooLarge := newError(http.StatusRequestEntityTooLarge, "invalid_request_error", "request_too_large", "",
-		"the request body is over the limit of %d bytes", limit)
-	if r.ContentLength > limit {
-		return nil, tooLarge
-	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
-	if err != nil {
-		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
-			return nil, tooLarge
-		}
-		if errors.Is(err, os.ErrDeadlineExceeded) {
-			return nil, newError(http.StatusRequestTimeout, "invalid_request_error", "request_timeout", "",
-				"the request body did not arrive within %s", bodyTimeout)
-		}
-		return nil, invalid("", "could not read the request body: %v", err)
+	body, aerr := readBody(w, r, limit)
+	if aerr != nil {
+		return nil, aerr
 	}
 	var req chatRequest
 	if err := json.Unmarshal(body, &req); err != nil {
@@ -140,6 +128,27 @@ func decodeRequest(w http.ResponseWriter, r *http.Request, limit int64) (*chatRe
 		return nil, invalid(param, "%v", err)
 	}
 	return &req, nil
+}
+
+// readBody reads a request body of at most limit bytes.
+func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, *apiError) {
+	tooLarge := newError(http.StatusRequestEntityTooLarge, "invalid_request_error", "request_too_large", "",
+		"the request body is over the limit of %d bytes", limit)
+	if r.ContentLength > limit {
+		return nil, tooLarge
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	if err != nil {
+		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+			return nil, tooLarge
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return nil, newError(http.StatusRequestTimeout, "invalid_request_error", "request_timeout", "",
+				"the request body did not arrive within %s", bodyTimeout)
+		}
+		return nil, invalid("", "could not read the request body: %v", err)
+	}
+	return body, nil
 }
 
 // validate checks req against the model and turns it into a generation; defaults are MODEL.md's.
@@ -231,18 +240,12 @@ func (req *chatRequest) validate(modelID string, stop []int) (*generation, *apiE
 		return nil, invalid("presence_penalty", "'presence_penalty' is not supported; use 'repetition_penalty'")
 	case len(req.LogitBias) > 0:
 		return nil, invalid("logit_bias", "'logit_bias' is not supported")
-	case len(req.Tools) > 0 && string(req.Tools) != "null" && string(req.Tools) != "[]":
-		return nil, invalid("tools", "'tools' (function calling) is not supported")
-	case given(req.ToolChoice):
-		return nil, invalid("tool_choice", "'tool_choice' is not supported (nor are tools)")
 	case given(req.Functions):
-		return nil, invalid("functions", "'functions' (legacy function calling) is not supported")
+		return nil, invalid("functions", "'functions' (legacy function calling) is not supported; use 'tools'")
 	case given(req.FunctionCall):
-		return nil, invalid("function_call", "'function_call' (legacy function calling) is not supported")
+		return nil, invalid("function_call", "'function_call' (legacy function calling) is not supported; use 'tool_choice'")
 	case given(req.TopLogprobs):
 		return nil, invalid("top_logprobs", "'top_logprobs' is not supported (nor is 'logprobs')")
-	case req.ResponseFormat != nil && req.ResponseFormat.Type != "" && req.ResponseFormat.Type != "text":
-		return nil, invalid("response_format", "'response_format' type '%s' is not supported; only 'text' is", req.ResponseFormat.Type)
 	}
 	return g, nil
 }
@@ -250,21 +253,62 @@ func (req *chatRequest) validate(modelID string, stop []int) (*generation, *apiE
 // given reports whether an optional field was sent with a value other than null.
 func given(raw json.RawMessage) bool { return len(raw) > 0 && string(raw) != "null" }
 
+// constrain applies the request's response_format, tools and tool_choice to g.
+func (a *API) constrain(req *chatRequest, g *generation) *apiError {
+	if aerr := a.checkToolTurns(g.messages); aerr != nil {
+		return aerr
+	}
+	if f := req.ResponseFormat; f != nil {
+		switch f.Type {
+		case "", "text":
+		case "json_object":
+			if aerr := a.formatGrammar(g, "response_format", nil); aerr != nil {
+				return aerr
+			}
+		case "json_schema":
+			if f.JSONSchema == nil || len(f.JSONSchema.Schema) == 0 {
+				return invalid("response_format.json_schema.schema", "missing required parameter: 'response_format.json_schema.schema'")
+			}
+			if aerr := a.formatGrammar(g, "response_format.json_schema.schema", f.JSONSchema.Schema); aerr != nil {
+				return aerr
+			}
+		default:
+			return invalid("response_format.type", "'response_format.type' is '%s'; it must be 'text', 'json_object' or 'json_schema'", f.Type)
+		}
+	}
+	return a.useTools(g, req.Tools, req.ToolChoice)
+}
+
 // toModel checks one message. "developer" is OpenAI's newer name for the system role.
 func (m chatMessage) toModel(i int) (model.Message, *apiError) {
 	field := func(name string) string { return fmt.Sprintf("messages[%d].%s", i, name) }
 	role := m.Role
+	plugin := false
 	switch role {
 	case "system", "user", "assistant":
 	case "developer":
 		role = "system"
+	case "tool": // a tool's result: InternLM3's environment turn
+		role, plugin = "environment", true
 	case "":
 		return model.Message{}, invalid(field("role"), "missing required parameter: '%s'", field("role"))
 	default:
-		return model.Message{}, invalid(field("role"), "'%s' is %q; it must be 'system', 'developer', 'user' or 'assistant'", field("role"), m.Role)
+		return model.Message{}, invalid(field("role"), "'%s' is %q; it must be 'system', 'developer', 'user', 'assistant' or 'tool'", field("role"), m.Role)
 	}
-	if len(m.ToolCalls) > 0 && string(m.ToolCalls) != "null" && string(m.ToolCalls) != "[]" {
-		return model.Message{}, invalid(field("tool_calls"), "'%s': tool calls are not supported", field("tool_calls"))
+	var calls []string
+	if len(m.ToolCalls) > 0 && role != "assistant" {
+		return model.Message{}, invalid(field("tool_calls"), "'%s': only assistant messages have tool calls", field("tool_calls"))
+	}
+	for k, c := range m.ToolCalls {
+		f := func(name string) string { return fmt.Sprintf("%s[%d].%s", field("tool_calls"), k, name) }
+		if c.Type != "function" || !toolName.MatchString(c.Function.Name) {
+			return model.Message{}, invalid(f("function.name"), "'%s' must be a function call with a name of 1 to 64 letters, digits, '_' or '-'", f("function.name"))
+		}
+		var args json.RawMessage
+		if json.Unmarshal([]byte(c.Function.Arguments), &args) != nil || args[0] != '{' {
+			return model.Message{}, invalid(f("function.arguments"), "'%s' must be a JSON object in a string", f("function.arguments"))
+		}
+		calls = append(calls, model.CallText(c.Function.Name, args))
 	}
 	content, err := parseContent(m.Content, role == "assistant")
 	if err != "" {
@@ -274,7 +318,7 @@ func (m chatMessage) toModel(i int) (model.Message, *apiError) {
 		return model.Message{}, newError(http.StatusBadRequest, "invalid_request_error", "string_above_max_length", field("content"),
 			"'%s' is %d bytes long, over the limit of %d", field("content"), len(content), maxContentBytes)
 	}
-	return model.Message{Role: role, Content: content}, nil
+	return model.Message{Role: role, Content: content, Plugin: plugin, Calls: calls}, nil
 }
 
 // parseContent accepts a string or a list of text parts (joined with newlines); null only where allowed.
@@ -356,10 +400,10 @@ type chatCompletion struct {
 }
 
 type chatChoice struct {
-	Index        int           `json:"index"`
-	Message      model.Message `json:"message"`
-	Logprobs     *struct{}     `json:"logprobs"` // always null
-	FinishReason string        `json:"finish_reason"`
+	Index        int             `json:"index"`
+	Message      responseMessage `json:"message"`
+	Logprobs     *struct{}       `json:"logprobs"` // always null
+	FinishReason string          `json:"finish_reason"`
 }
 
 type chatChunk struct {
@@ -371,6 +415,12 @@ type chatChunk struct {
 	Usage   *usage        `json:"usage,omitempty"`
 }
 
+type responseMessage struct {
+	Role      string         `json:"role"`
+	Content   *string        `json:"content"` // null when the answer is only a tool call
+	ToolCalls []toolCallJSON `json:"tool_calls,omitempty"`
+}
+
 type chunkChoice struct {
 	Index        int        `json:"index"`
 	Delta        chunkDelta `json:"delta"`
@@ -379,8 +429,9 @@ type chunkChoice struct {
 }
 
 type chunkDelta struct {
-	Role    string  `json:"role,omitempty"`
-	Content *string `json:"content,omitempty"`
+	Role      string         `json:"role,omitempty"`
+	Content   *string        `json:"content,omitempty"`
+	ToolCalls []toolCallJSON `json:"tool_calls,omitempty"`
 }
 
 type modelList struct {

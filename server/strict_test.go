@@ -7,15 +7,13 @@ import (
 )
 
 // Fields this engine would otherwise ignore, and JSON encoding/json reads loosely: each a 400 naming the
-// field or key (issue 13).
+// field or key (issue 13). tool_choice is supported with tools (tools_test.go).
 func TestChatRefusesWhatItWouldIgnore(t *testing.T) {
 	fx := newAPIFixture(t, APIConfig{}, 0, false)
 	user := `"messages": [{"role": "user", "content": "Hi"}]`
 	for _, c := range []struct {
 		name, body, param, contains string
 	}{
-		{"tool_choice", `{` + user + `, "tool_choice": "auto"}`, "tool_choice", "'tool_choice' is not supported"},
-		{"tool_choice none", `{` + user + `, "tool_choice": "none"}`, "tool_choice", "'tool_choice' is not supported"},
 		{"functions", `{` + user + `, "functions": [{"name": "f", "parameters": {}}]}`, "functions", "'functions'"},
 		{"function_call", `{` + user + `, "function_call": "auto"}`, "function_call", "'function_call'"},
 		{"top_logprobs", `{` + user + `, "top_logprobs": 5}`, "top_logprobs", "'top_logprobs' is not supported"},

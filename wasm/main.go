@@ -10,6 +10,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"syscall/js"
 	"time"
@@ -41,6 +43,8 @@ type engine struct {
 	backend string
 	replies model.Replies      // answers given, to render them back with their ids (see model.Replies)
 	cancel  context.CancelFunc // of the running chat
+	vocab   *model.Vocab       // of the loaded model, built on the first constrained chat
+	formats map[string]*model.Grammar
 }
 
 // engineError is an error whose kind the page acts on ("no-webgpu", "limits", "out-of-memory",
@@ -102,6 +106,7 @@ func (e *engine) load(this js.Value, args []js.Value) any {
 		e.m, e.dec, e.backend = m, dec, name
 		e.session = model.NewSession(dec, m.Config)
 		e.replies = model.Replies{}
+		e.vocab, e.formats = nil, map[string]*model.Grammar{}
 		return map[string]any{
 			"adapter": adapter, "backend": name, "maxContext": dec.MaxContext(), "vocabSize": m.Config.VocabSize,
 		}, nil
@@ -152,7 +157,11 @@ func open(man *model.Manifest, files map[string][]byte, fetch func(int) ([]byte,
 }
 
 type chatRequest struct {
-	Messages          []model.Message `json:"messages"`
+	Messages []chatMessage `json:"messages"`
+	Tools    []struct {
+		Function model.Function `json:"function"`
+	} `json:"tools"`
+	ToolChoice        json.RawMessage `json:"tool_choice"` // "none", "auto", "required" or {function: {name}}
 	Think             bool            `json:"think"`
 	Temperature       *float64        `json:"temperature"`
 	TopP              *float64        `json:"top_p"`
@@ -160,9 +169,144 @@ type chatRequest struct {
 	RepetitionPenalty *float64        `json:"repetition_penalty"`
 	MaxTokens         int             `json:"max_tokens"`
 	Seed              *uint64         `json:"seed"`
+	ResponseFormat    *struct {
+		Type       string `json:"type"`
+		JSONSchema *struct {
+			Schema json.RawMessage `json:"schema"`
+		} `json:"json_schema"`
+	} `json:"response_format"`
 }
 
-// chat(request, onToken) → Promise<{finish_reason, prompt_tokens, completion_tokens, prefilled_tokens, seconds}>
+// chatMessage is a message as engine.js passes it: OpenAI's roles, including "tool", and tool calls.
+type chatMessage struct {
+	Role      string `json:"role"`
+	Content   string `json:"content"`
+	ToolCalls []struct {
+		Function struct {
+			Name      string `json:"name"`
+			Arguments string `json:"arguments"`
+		} `json:"function"`
+	} `json:"tool_calls"`
+}
+
+// messages turns the request's messages into the model's turns: a tool's result is InternLM3's
+// environment turn, an assistant's calls are rendered after its text.
+func (e *engine) messages(req *chatRequest) ([]model.Message, error) {
+	var out []model.Message
+	for i, m := range req.Messages {
+		msg := model.Message{Role: m.Role, Content: m.Content}
+		if m.Role == "tool" {
+			msg.Role, msg.Plugin = "environment", true
+		}
+		for _, c := range m.ToolCalls {
+			var args json.RawMessage
+			if json.Unmarshal([]byte(c.Function.Arguments), &args) != nil {
+				return nil, &engineError{"invalid-request", fmt.Errorf("messages[%d].tool_calls: arguments are not JSON", i)}
+			}
+			msg.Calls = append(msg.Calls, model.CallText(c.Function.Name, args))
+		}
+		if (msg.Plugin || msg.Calls != nil) && e.m.Chat.Tools() == nil {
+			return nil, &engineError{"invalid-request", fmt.Errorf("messages[%d]: this model cannot call tools (its tokenizer has no <|plugin|> and <|action_start|> tokens)", i)}
+		}
+		out = append(out, msg)
+	}
+	return out, nil
+}
+
+// tools sets up the request's tools: the system turn listing them, <|action_end|> as a stop, and for
+// tool_choice "required" or a named function the grammar of a call. It returns the system turn (nil
+// without tools) and the grammar (nil unless a call is forced).
+func (e *engine) tools(req *chatRequest, opts *model.GenerateOptions) (*model.Message, error) {
+	choice := "auto"
+	var named string
+	if len(req.ToolChoice) > 0 && string(req.ToolChoice) != "null" {
+		var obj struct {
+			Function struct {
+				Name string `json:"name"`
+			} `json:"function"`
+		}
+		if json.Unmarshal(req.ToolChoice, &choice) != nil {
+			if json.Unmarshal(req.ToolChoice, &obj) != nil || obj.Function.Name == "" {
+				return nil, &engineError{"invalid-request", errors.New("tool_choice must be 'none', 'auto', 'required' or {type: 'function', function: {name}}")}
+			}
+			choice, named = "named", obj.Function.Name
+		}
+	}
+	if len(req.Tools) == 0 || choice == "none" {
+		return nil, nil
+	}
+	tt := e.m.Chat.Tools()
+	if tt == nil {
+		return nil, &engineError{"invalid-request", errors.New("tools: this model cannot call tools (its tokenizer has no <|plugin|>, <|action_start|> and <|action_end|> tokens)")}
+	}
+	var functions []model.Function
+	var calls []model.ToolCall
+	for _, t := range req.Tools {
+		functions = append(functions, t.Function)
+		if named == "" || named == t.Function.Name {
+			calls = append(calls, model.ToolCall{Name: t.Function.Name, Parameters: t.Function.Parameters})
+		}
+	}
+	if len(calls) == 0 {
+		return nil, &engineError{"invalid-request", fmt.Errorf("tool_choice names %q, which is not in tools", named)}
+	}
+	opts.Stop = append(append([]int(nil), opts.Stop...), tt.ActionEnd)
+	if choice == "required" || choice == "named" {
+		e.ensureVocab()
+		g, err := model.ToolCallGrammar(e.vocab, calls, tt.ActionStart, tt.Plugin, tt.ActionEnd)
+		if err != nil {
+			return nil, &engineError{"invalid-request", fmt.Errorf("tools: %w", err)}
+		}
+		opts.Grammar = g
+	}
+	msg := model.ToolsMessage(functions)
+	return &msg, nil
+}
+
+func (e *engine) ensureVocab() {
+	if e.vocab == nil {
+		e.vocab = model.NewVocab(e.m.Tokenizer, e.m.Stop)
+	}
+}
+
+// grammar compiles the request's response_format (OpenAI's json_object or json_schema; nil for text),
+// remembering a few: their token classes are built as answers reach them.
+func (e *engine) grammar(req *chatRequest) (*model.Grammar, error) {
+	f := req.ResponseFormat
+	if f == nil || f.Type == "" || f.Type == "text" {
+		return nil, nil
+	}
+	var schema json.RawMessage
+	switch f.Type {
+	case "json_object":
+	case "json_schema":
+		if f.JSONSchema == nil || len(f.JSONSchema.Schema) == 0 {
+			return nil, &engineError{"invalid-request", errors.New("response_format.json_schema.schema is missing")}
+		}
+		schema = f.JSONSchema.Schema
+	default:
+		return nil, &engineError{"invalid-request", fmt.Errorf("response_format.type is %q; it must be text, json_object or json_schema", f.Type)}
+	}
+	key := f.Type + string(schema)
+	if g, ok := e.formats[key]; ok {
+		return g, nil
+	}
+	e.ensureVocab()
+	g := model.JSONObjectGrammar(e.vocab)
+	if schema != nil {
+		var err error
+		if g, err = model.SchemaGrammar(e.vocab, schema); err != nil {
+			return nil, &engineError{"invalid-request", fmt.Errorf("response_format.json_schema.schema: %w", err)}
+		}
+	}
+	if len(e.formats) >= 8 {
+		clear(e.formats)
+	}
+	e.formats[key] = g
+	return g, nil
+}
+
+// chat(request, onToken) → Promise<{finish_reason, prompt_tokens, completion_tokens, prefilled_tokens, seconds, tool_calls?}>
 func (e *engine) chat(this js.Value, args []js.Value) any {
 	reqJS, onToken := args[0], args[1]
 	return promise(func() (any, error) {
@@ -182,6 +326,19 @@ func (e *engine) chat(this js.Value, args []js.Value) any {
 		setIf(&p.TopK, req.TopK)
 		setIf(&p.RepetitionPenalty, req.RepetitionPenalty)
 		setIf(&p.Seed, req.Seed)
+		grammar, err := e.grammar(&req)
+		if err != nil {
+			return nil, err
+		}
+		opts := model.GenerateOptions{Stop: e.m.Stop, Sampling: p, Grammar: grammar}
+		toolsMsg, err := e.tools(&req, &opts)
+		if err != nil {
+			return nil, err
+		}
+		messages, err := e.messages(&req)
+		if err != nil {
+			return nil, err
+		}
 		maxTokens := req.MaxTokens
 		if maxTokens <= 0 {
 			maxTokens = 1024
@@ -189,8 +346,12 @@ func (e *engine) chat(this js.Value, args []js.Value) any {
 				maxTokens = 8192
 			}
 		}
+		opts.MaxTokens = maxTokens
 		ctxLen := e.dec.MaxContext()
-		msgs := model.WithSystemPrompt(e.replies.Attach(req.Messages), req.Think)
+		msgs := model.WithSystemPrompt(e.replies.Attach(messages), req.Think)
+		if toolsMsg != nil {
+			msgs = slices.Insert(slices.Clone(msgs), 1, *toolsMsg)
+		}
 		_, ids, err := e.m.Chat.Fit(msgs, ctxLen, min(maxTokens, ctxLen/2))
 		if err != nil {
 			return nil, err
@@ -199,16 +360,34 @@ func (e *engine) chat(this js.Value, args []js.Value) any {
 		e.cancel = cancel
 		defer cancel()
 		dec := e.m.Tokenizer.NewStreamDecoder()
+		actionStart := -1
+		if toolsMsg != nil {
+			actionStart = e.m.Chat.Tools().ActionStart
+		}
+		var call *strings.Builder // the text from <|action_start|> on: a tool call
 		start := time.Now()
-		res, err := e.session.Generate(ctx, ids, model.GenerateOptions{MaxTokens: maxTokens, Stop: e.m.Stop, Sampling: p},
+		res, err := e.session.Generate(ctx, ids, opts,
 			func(id int) error {
-				if s := dec.Add(id); s != "" {
+				if id == actionStart && call == nil {
+					call = &strings.Builder{}
+					if s := dec.Flush(); s != "" {
+						onToken.Invoke(s, -1)
+					}
+					return nil
+				}
+				if call != nil {
+					call.WriteString(dec.Add(id))
+				} else if s := dec.Add(id); s != "" {
 					onToken.Invoke(s, id)
 				}
 				return nil
 			})
 		if s := dec.Flush(); s != "" {
-			onToken.Invoke(s, -1)
+			if call != nil {
+				call.WriteString(s)
+			} else {
+				onToken.Invoke(s, -1)
+			}
 		}
 		finish := res.FinishReason
 		if errors.Is(err, context.Canceled) {
@@ -217,11 +396,23 @@ func (e *engine) chat(this js.Value, args []js.Value) any {
 		if err != nil {
 			return nil, err
 		}
-		e.replies.Remember(e.m.Tokenizer.Decode(res.Tokens), res.Tokens)
-		return map[string]any{
+		out := map[string]any{
 			"finish_reason": finish, "prompt_tokens": res.PromptTokens, "completion_tokens": len(res.Tokens),
 			"prefilled_tokens": res.Prefilled, "seconds": time.Since(start).Seconds(),
-		}, nil
+		}
+		if call != nil {
+			name, args, ok := model.ParseCall(call.String())
+			if !ok { // tool_choice auto: a call the model did not write well stays text
+				onToken.Invoke(call.String(), -1)
+				return out, nil
+			}
+			out["finish_reason"] = "tool_calls"
+			out["tool_calls"] = []any{map[string]any{"id": fmt.Sprintf("call_%d", time.Now().UnixNano()), "type": "function",
+				"function": map[string]any{"name": name, "arguments": string(args)}}}
+			return out, nil
+		}
+		e.replies.Remember(e.m.Tokenizer.Decode(res.Tokens), res.Tokens)
+		return out, nil
 	})
 }
 

@@ -116,7 +116,10 @@ class Engine {
 
   // #create is chat.completions.create: with stream: true it returns an async iterable of
   // chat.completion.chunk objects (also awaitable, as OpenAI's SDK returns it), else a promise of a
-  // chat.completion. Extensions beyond OpenAI's parameters: top_k, repetition_penalty, seed, think
+  // chat.completion. response_format ({type: 'json_object'} or {type: 'json_schema', json_schema: {schema}})
+  // constrains the answer to JSON (model/grammar.go); tools and tool_choice work as in OpenAI's API (a call
+  // comes as delta.tool_calls, finish_reason 'tool_calls'; its result goes back as a role 'tool' message). Extensions beyond OpenAI's parameters: top_k,
+  // repetition_penalty, seed, think
   // (deep-thinking mode: the thinking system prompt and 8192 new tokens unless max_tokens says otherwise).
   // An aborted signal ends the answer with finish_reason "abort", keeping what was generated.
   #create(params) {
@@ -176,6 +179,9 @@ class Engine {
         wake = undefined;
       }
       if (failure) throw failure;
+      if (result.tool_calls) {
+        yield chunk({ tool_calls: result.tool_calls.map((call, index) => ({ index, ...call })) });
+      }
       yield chunk({}, result.finish_reason, { usage: usage(result) });
     } finally {
       // A consumer that stops iterating early (break, return, a throw) also stops the engine.
@@ -192,14 +198,15 @@ function chatRequest(p) {
     throw new EngineError('internal', 'messages must be a non-empty array');
   }
   const messages = p.messages.map((m, i) => {
-    if (!['system', 'user', 'assistant'].includes(m.role)) {
-      throw new EngineError('internal', `messages[${i}].role must be system, user or assistant, not ${JSON.stringify(m.role)}`);
+    if (!['system', 'user', 'assistant', 'tool'].includes(m.role)) {
+      throw new EngineError('internal', `messages[${i}].role must be system, user, assistant or tool, not ${JSON.stringify(m.role)}`);
     }
     // OpenAI also allows content as a list of parts; only text parts mean something to this model.
     const content = Array.isArray(m.content)
       ? m.content.filter((part) => part.type === 'text').map((part) => part.text).join('')
       : String(m.content ?? '');
-    return { role: m.role, content };
+    const calls = (m.tool_calls ?? []).map((c) => ({ function: { name: c.function.name, arguments: c.function.arguments } }));
+    return { role: m.role, content, tool_calls: calls };
   });
   return {
     messages,
@@ -210,6 +217,9 @@ function chatRequest(p) {
     repetition_penalty: p.repetition_penalty ?? undefined,
     max_tokens: p.max_completion_tokens ?? p.max_tokens ?? undefined,
     seed: p.seed ?? undefined,
+    response_format: p.response_format ?? undefined,
+    tools: p.tools ?? undefined,
+    tool_choice: p.tool_choice ?? undefined,
   };
 }
 
@@ -230,13 +240,20 @@ function usage(r) {
 async function collect(chunks) {
   let content = '';
   let last;
+  const toolCalls = [];
   for await (const c of chunks) {
     content += c.choices[0].delta.content ?? '';
+    for (const { index, ...call } of c.choices[0].delta.tool_calls ?? []) toolCalls[index] = call;
     last = c;
+  }
+  const message = { role: 'assistant', content };
+  if (toolCalls.length > 0) {
+    message.tool_calls = toolCalls;
+    if (content === '') message.content = null;
   }
   return {
     id: last.id, object: 'chat.completion', created: last.created, model: last.model,
-    choices: [{ index: 0, message: { role: 'assistant', content }, finish_reason: last.choices[0].finish_reason }],
+    choices: [{ index: 0, message, finish_reason: last.choices[0].finish_reason }],
     usage: last.usage,
   };
 }

@@ -5,6 +5,8 @@
 //	go run ./cmd/serve -api [-addr 127.0.0.1:23333] -model DIR [-backend cpu|gpu] [-ctx 4096] [-queue 8] [-name ID]
 //
 // It listens on loopback unless -addr names another interface, and stops gracefully on SIGINT or SIGTERM.
+// On loopback, requests under a foreign Host name are refused (DNS rebinding), and the API refuses pages
+// from origins other than its own, loopback ones and those in -origins.
 package main
 
 import (
@@ -28,6 +30,7 @@ type options struct {
 	api               bool
 	backend, name     string
 	ctxLen, queue     int
+	origins           string
 }
 
 func main() {
@@ -40,6 +43,7 @@ func main() {
 	flag.StringVar(&o.name, "name", "internlm3-8b-instruct", "model id the API answers to")
 	flag.IntVar(&o.ctxLen, "ctx", 4096, "context length in tokens for -api (prompt and answer)")
 	flag.IntVar(&o.queue, "queue", 8, "requests that may wait while one generates (-api); more get 429")
+	flag.StringVar(&o.origins, "origins", server.DefaultOrigins(), "comma-separated origins whose pages may call the API besides its own and loopback ones, \"*\" for any (default $"+server.OriginsEnv+")")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -74,6 +78,7 @@ func run(ctx context.Context, o options) error {
 		}
 		h, what = site, "chat page at"
 	}
+	h = server.Guard(h, server.GuardConfig{Addr: o.addr, Origins: server.ParseOrigins(o.origins), CheckOrigin: o.api})
 	ln, err := net.Listen("tcp", o.addr)
 	if err != nil {
 		return err
