@@ -69,10 +69,11 @@ vet:
 
 # Fuzz targets' seed corpora run as ordinary tests here; `make fuzz` explores further.
 # GPU tests run on lavapipe unless VK_ICD_FILENAMES names another Vulkan driver; REQUIRE_GPU=1 makes a
-# missing adapter fail them instead of skipping them.
+# missing adapter fail them instead of skipping them. The browser tests (e2e/, the edge worker's above all)
+# take over go test's default 10 minutes on a loaded 2-core machine: hence -timeout.
 LAVAPIPE_ICD := /usr/share/vulkan/icd.d/lvp_icd.$(shell uname -m).json
 test-go:
-	VK_ICD_FILENAMES=$${VK_ICD_FILENAMES:-$(LAVAPIPE_ICD)} REQUIRE_GPU=$${REQUIRE_GPU:-1} $(GO) test -count=1 ./...
+	VK_ICD_FILENAMES=$${VK_ICD_FILENAMES:-$(LAVAPIPE_ICD)} REQUIRE_GPU=$${REQUIRE_GPU:-1} $(GO) test -count=1 -timeout 30m ./...
 
 ## web: the chat page, built into build/web (serve it: go run ./cmd/serve -site build/web -model DIR)
 web: $(WEB_NPM)/node_modules/.package-lock.json
