@@ -69,7 +69,8 @@ vet:
 
 # Fuzz targets' seed corpora run as ordinary tests here; `make fuzz` explores further.
 # GPU tests run on lavapipe unless VK_ICD_FILENAMES names another Vulkan driver; REQUIRE_GPU=1 makes a
-# missing adapter fail them instead of skipping them.
+# missing adapter fail them instead of skipping them. The browser tests (e2e/, the edge worker's above all)
+# take over go test's default 10 minutes on a loaded 2-core machine: hence -timeout.
 LAVAPIPE_ICD := /usr/share/vulkan/icd.d/lvp_icd.$(shell uname -m).json
 # -timeout 30m: the browser tests (e2e/) take over go test's default 10 minutes on a busy 2-core machine.
 test-go:
