@@ -72,7 +72,6 @@ vet:
 # missing adapter fail them instead of skipping them. The browser tests (e2e/, the edge worker's above all)
 # take over go test's default 10 minutes on a loaded 2-core machine: hence -timeout.
 LAVAPIPE_ICD := /usr/share/vulkan/icd.d/lvp_icd.$(shell uname -m).json
-# -timeout 30m: the browser tests (e2e/) take over go test's default 10 minutes on a busy 2-core machine.
 test-go:
 	VK_ICD_FILENAMES=$${VK_ICD_FILENAMES:-$(LAVAPIPE_ICD)} REQUIRE_GPU=$${REQUIRE_GPU:-1} $(GO) test -count=1 -timeout 30m ./...
 
