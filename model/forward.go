@@ -26,11 +26,13 @@ func NewKVCache(c *Config, maxCtx int) *KVCache {
 	return kv
 }
 
-// CPU is the reference decoder: plain Go float32, matmuls spread over all cores.
+// CPU is the reference decoder: plain Go float32, matmuls spread over all cores. On q4 weights it takes
+// the fast path of q4q8.go where the CPU has its kernels, unless Reference is set.
 type CPU struct {
-	Config  *Config
-	Weights *Weights
-	Cache   *KVCache
+	Config    *Config
+	Weights   *Weights
+	Cache     *KVCache
+	Reference bool // only the pure-Go f32 twins: the oracle the fast path is measured against
 }
 
 // NewCPU returns a CPU decoder with a KV cache for maxCtx positions.
@@ -75,7 +77,7 @@ func (m *CPU) Forward(tokens []int, pos int, all bool) ([][]float32, error) {
 		RMSNorm(normed[i*D:(i+1)*D], rows[i*D:(i+1)*D], w.Norm, c.RMSNormEps)
 	}
 	flat := make([]float32, T*c.VocabSize) // [T, vocab]
-	Matmul(flat, normed, w.LMHead)
+	m.matmul(flat, &matIn{x: normed}, w.LMHead)
 	out := make([][]float32, T)
 	for i := range out {
 		out[i] = flat[i*c.VocabSize : (i+1)*c.VocabSize]
@@ -98,9 +100,10 @@ func (m *CPU) layer(i int, x []float32, pos int, invFreq []float32) {
 	q := make([]float32, T*Q)
 	k := m.Cache.K[i][pos*KV : (pos+T)*KV]
 	v := m.Cache.V[i][pos*KV : (pos+T)*KV]
-	Matmul(q, h, l.Q)
-	Matmul(k, h, l.K)
-	Matmul(v, h, l.V)
+	in := &matIn{x: h}
+	m.matmul(q, in, l.Q)
+	m.matmul(k, in, l.K)
+	m.matmul(v, in, l.V)
 	// rotary position embedding on q and the new keys
 	Rope(q, c.NumAttentionHeads, c.HeadDim, pos, invFreq)
 	Rope(k, c.NumKeyValueHeads, c.HeadDim, pos, invFreq)
@@ -109,7 +112,7 @@ func (m *CPU) layer(i int, x []float32, pos int, invFreq []float32) {
 	Attention(att, q, m.Cache.K[i], m.Cache.V[i], pos, c.NumAttentionHeads, c.NumKeyValueHeads, c.HeadDim)
 	// output projection and residual connection
 	o := make([]float32, T*D)
-	Matmul(o, att, l.O)
+	m.matmul(o, &matIn{x: att}, l.O)
 	Add(x, o)
 
 	// ffn rmsnorm
@@ -119,10 +122,11 @@ func (m *CPU) layer(i int, x []float32, pos int, invFreq []float32) {
 	// SwiGLU: down(silu(gate(h)) * up(h))
 	gate := make([]float32, T*F)
 	up := make([]float32, T*F)
-	Matmul(gate, h, l.Gate)
-	Matmul(up, h, l.Up)
+	in = &matIn{x: h}
+	m.matmul(gate, in, l.Gate)
+	m.matmul(up, in, l.Up)
 	SwiGLU(gate, gate, up)
-	Matmul(o, gate, l.Down)
+	m.matmul(o, &matIn{x: gate}, l.Down)
 	// residual connection
 	Add(x, o)
 }
@@ -146,6 +150,24 @@ func RMSNorm(dst, x, weight []float32, eps float64) {
 	for i, v := range x {
 		dst[i] = v * scale * weight[i]
 	}
+}
+
+// matIn is a matmul's input x [T, In], quantized once for all the matmuls that share it.
+type matIn struct {
+	x []float32
+	q *q8Acts // nil until a fast q4 matmul needs it
+}
+
+// matmul is Matmul, or its fast q4 path (q4q8.go) where that applies.
+func (m *CPU) matmul(dst []float32, in *matIn, l Linear) {
+	if m.Reference || !fastQ4(l) {
+		Matmul(dst, in.x, l)
+		return
+	}
+	if in.q == nil {
+		in.q = quantizeQ8(in.x, l.In)
+	}
+	matmulQ4(dst, in.q, l)
 }
 
 // Matmul: dst [T, Out] = x [T, In] · lᵀ (+ bias), from the f32 weights or, when no f32 copy is loaded,
