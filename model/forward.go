@@ -109,7 +109,7 @@ func (m *CPU) layer(i int, x []float32, pos int, invFreq []float32) {
 	Rope(k, c.NumKeyValueHeads, c.HeadDim, pos, invFreq)
 	// causal grouped-query attention over the cache
 	att := make([]float32, T*Q)
-	Attention(att, q, m.Cache.K[i], m.Cache.V[i], pos, c.NumAttentionHeads, c.NumKeyValueHeads, c.HeadDim)
+	attention(att, q, m.Cache.K[i], m.Cache.V[i], pos, c.NumAttentionHeads, c.NumKeyValueHeads, c.HeadDim, m.kernels())
 	// output projection and residual connection
 	o := make([]float32, T*D)
 	m.matmul(o, &matIn{x: att}, l.O)
@@ -158,10 +158,18 @@ type matIn struct {
 	q *q8Acts // nil until a fast q4 matmul needs it
 }
 
-// matmul is Matmul, or its fast q4 path (q4q8.go) where that applies.
+// kernels returns the f32 kernels of this pass: the fast ones where they run, unless m.Reference.
+func (m *CPU) kernels() f32Kernels {
+	if haveF32Kernels && !m.Reference {
+		return fastKernels
+	}
+	return twinKernels
+}
+
+// matmul is Matmul, or its fast path (q4q8.go, f32.go) where that applies.
 func (m *CPU) matmul(dst []float32, in *matIn, l Linear) {
 	if m.Reference || !fastQ4(l) {
-		Matmul(dst, in.x, l)
+		matmul(dst, in.x, l, m.kernels().dot)
 		return
 	}
 	if in.q == nil {
@@ -173,7 +181,10 @@ func (m *CPU) matmul(dst []float32, in *matIn, l Linear) {
 // Matmul: dst [T, Out] = x [T, In] · lᵀ (+ bias), from the f32 weights or, when no f32 copy is loaded,
 // from the stored (quantized) form. Rows of the weight are split across cores so each weight row is read
 // once for all T tokens, as the GPU's tiled matmul does.
-func Matmul(dst, x []float32, l Linear) {
+func Matmul(dst, x []float32, l Linear) { matmul(dst, x, l, dot) }
+
+// matmul is Matmul with the f32 dot product dotf.
+func matmul(dst, x []float32, l Linear, dotf func(a, b []float32) float32) {
 	T := len(x) / l.In
 	parallelFor(l.Out, func(lo, hi int) {
 		for r := lo; r < hi; r++ {
@@ -186,7 +197,7 @@ func Matmul(dst, x []float32, l Linear) {
 				if l.W == nil { // stored quantized: the twin of the GPU's q4 matvec
 					dst[t*l.Out+r] = l.Q.DotRow(r, xt) + b
 				} else {
-					dst[t*l.Out+r] = dot(l.W[r*l.In:(r+1)*l.In], xt) + b
+					dst[t*l.Out+r] = dotf(l.W[r*l.In:(r+1)*l.In], xt) + b
 				}
 			}
 		}
@@ -250,6 +261,11 @@ func Rope(x []float32, heads, headDim, pos int, invFreq []float32) {
 // Attention: out [T, heads*hd] for queries q [T, heads*hd] at positions pos.. against the cached keys and
 // values [ctx, kvHeads*hd], causal, query head h reading kv head h/(heads/kvHeads), softmax in float32.
 func Attention(out, q, kc, vc []float32, pos, heads, kvHeads, hd int) {
+	attention(out, q, kc, vc, pos, heads, kvHeads, hd, twinKernels)
+}
+
+// attention is Attention with the dot and axpy of k.
+func attention(out, q, kc, vc []float32, pos, heads, kvHeads, hd int, k f32Kernels) {
 	T := len(q) / (heads * hd)
 	group := heads / kvHeads
 	scale := float32(1 / math.Sqrt(float64(hd)))
@@ -263,7 +279,7 @@ func Attention(out, q, kc, vc []float32, pos, heads, kvHeads, hd int) {
 			off := (h / group) * hd
 			maxS := float32(math.Inf(-1))
 			for j := 0; j < n; j++ {
-				s := dot(qh, kc[j*kvDim+off:j*kvDim+off+hd]) * scale
+				s := k.dot(qh, kc[j*kvDim+off:j*kvDim+off+hd]) * scale
 				scores[j] = s
 				maxS = max(maxS, s)
 			}
@@ -276,11 +292,7 @@ func Attention(out, q, kc, vc []float32, pos, heads, kvHeads, hd int) {
 			o := out[(t*heads+h)*hd : (t*heads+h+1)*hd]
 			clear(o)
 			for j := 0; j < n; j++ {
-				p := scores[j] / sum
-				vr := vc[j*kvDim+off : j*kvDim+off+hd]
-				for d := range o {
-					o[d] += p * vr[d]
-				}
+				k.axpy(o, vc[j*kvDim+off:j*kvDim+off+hd], scores[j]/sum)
 			}
 		}
 	})
