@@ -82,10 +82,15 @@ func quantizeBlock(x []float32, q *[32]int8) float32 {
 		id = 1 / d
 	}
 	for i := 0; i < 16; i++ {
-		q[i] = int8(math.Round(float64(x[2*i] * id)))
-		q[16+i] = int8(math.Round(float64(x[2*i+1] * id)))
+		q[i] = round8(x[2*i] * id)
+		q[16+i] = round8(x[2*i+1] * id)
 	}
 	return d
+}
+
+// round8 rounds v (|v| ≤ 127.5) to the nearest integer, halves away from zero, as math.Round does.
+func round8(v float32) int8 {
+	return int8(v + float32(math.Copysign(0.5, float64(v))))
 }
 
 func abs32(v float32) float32 { return math.Float32frombits(math.Float32bits(v) &^ (1 << 31)) }

@@ -89,6 +89,10 @@ func TestQuantizeQ8(t *testing.T) {
 	for i := 64; i < 96; i++ {
 		x[i] = 0
 	}
+	for v := float32(-127.5); v <= 127.5; v += 0.125 {
+		require.Equal(t, int8(math.Round(float64(v))), round8(v), "%v", v)
+		require.Equal(t, int8(math.Round(float64(v/3))), round8(v/3), "%v", v/3)
+	}
 	a := quantizeQ8(x, 96)
 	for tk := 0; tk < 3; tk++ {
 		for b := 0; b < 3; b++ {
