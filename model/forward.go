@@ -93,9 +93,11 @@ func (m *CPU) layer(i int, x []float32, pos int, invFreq []float32) {
 
 	// attention rmsnorm
 	h := make([]float32, T*D)
-	for t := 0; t < T; t++ {
-		RMSNorm(h[t*D:(t+1)*D], x[t*D:(t+1)*D], l.InputNorm, c.RMSNormEps)
-	}
+	parallelFor(T, func(lo, hi int) {
+		for t := lo; t < hi; t++ {
+			RMSNorm(h[t*D:(t+1)*D], x[t*D:(t+1)*D], l.InputNorm, c.RMSNormEps)
+		}
+	})
 	// q, k, v projections; k and v go straight into the cache
 	q := make([]float32, T*Q)
 	k := m.Cache.K[i][pos*KV : (pos+T)*KV]
@@ -116,16 +118,20 @@ func (m *CPU) layer(i int, x []float32, pos int, invFreq []float32) {
 	Add(x, o)
 
 	// ffn rmsnorm
-	for t := 0; t < T; t++ {
-		RMSNorm(h[t*D:(t+1)*D], x[t*D:(t+1)*D], l.PostNorm, c.RMSNormEps)
-	}
+	parallelFor(T, func(lo, hi int) {
+		for t := lo; t < hi; t++ {
+			RMSNorm(h[t*D:(t+1)*D], x[t*D:(t+1)*D], l.PostNorm, c.RMSNormEps)
+		}
+	})
 	// SwiGLU: down(silu(gate(h)) * up(h))
 	gate := make([]float32, T*F)
 	up := make([]float32, T*F)
 	in = &matIn{x: h}
 	m.matmul(gate, in, l.Gate)
 	m.matmul(up, in, l.Up)
-	SwiGLU(gate, gate, up)
+	parallelFor(T, func(lo, hi int) { // elementwise: the split changes no result
+		SwiGLU(gate[lo*F:hi*F], gate[lo*F:hi*F], up[lo*F:hi*F])
+	})
 	m.matmul(o, &matIn{x: gate}, l.Down)
 	// residual connection
 	Add(x, o)
