@@ -169,14 +169,11 @@ func matmulQ4(dst []float32, a *q8Acts, l Linear) {
 			for r := r0; r < r1; r++ {
 				for t := 0; t < T; t++ {
 					i := t*Out + r
-					switch {
-					case r >= r4: // rows past the last 4-row tile
-						dst[i] = dotQ4Q8(m, r, a, t, 0, a.K/32)
-					case a.pairs == 0:
-						dst[i] = 0
-					}
-					if a.tailQ != nil && r < r4 {
-						dst[i] += dotQ4Q8(m, r, a, t, a.K/32-1, a.K/32)
+					switch nb := a.K / 32; {
+					case r >= r4 || a.pairs == 0: // rows past the last 4-row tile, or a single block: all in Go
+						dst[i] = dotQ4Q8(m, r, a, t, 0, nb)
+					case a.tailQ != nil: // the odd last block
+						dst[i] += dotQ4Q8(m, r, a, t, nb-1, nb)
 					}
 					if l.Bias != nil {
 						dst[i] += l.Bias[r]
