@@ -6,6 +6,7 @@ WEB_NPM := $(CACHE)/web-npm
 WORKER_OUT := build/worker
 WORKER_NPM := $(CACHE)/worker-npm
 CLIENTS_NPM := $(CACHE)/clients-npm
+LLAMACPP_NPM := $(CACHE)/llamacpp-npm
 
 # MODEL is "tiny" (a synthetic model, made on first use, so the page works out of the box) or a Hugging
 # Face repo id such as internlm/internlm3-8b-instruct, downloaded and converted to q4 on first use.
@@ -17,7 +18,7 @@ else
 MODEL_DIR := $(MODELS)/$(subst /,--,$(MODEL))-q4
 endif
 
-.PHONY: run test test-go vet fuzz bench bench-gpu bench-gpu-build stress-gpu deps test-deps apt-nodejs clean web worker
+.PHONY: run test test-go vet fuzz bench bench-cpu bench-gpu bench-gpu-build stress-gpu deps test-deps apt-nodejs clean web worker
 
 ## run: build the page, make sure a converted model exists, and serve both (the URL is printed)
 run: deps web $(MODEL_DIR)/manifest.json
@@ -134,6 +135,18 @@ bench-gpu:
 
 bench:
 	$(GO) test -run=NONE -bench=. -benchtime=3x ./model/
+
+## bench-cpu: the CPU engine against llama.cpp (node-llama-cpp, prebuilt) on the same 2-layer full-width q4 model
+ROUNDS ?= 5
+bench-cpu: deps $(LLAMACPP_NPM)/node_modules/.package-lock.json
+	sh tools/bench-cpu.sh $(LLAMACPP_NPM)/node_modules $(ROUNDS)
+
+# node-llama-cpp, pinned in tools/llamacpp/package-lock.json with its prebuilt linux-x64 binaries (an npm
+# dependency: no install scripts, no download, no build); the other platforms' optional packages are skipped.
+# npm install, not ci: npm leaves the other platforms' optional packages out of the lock, which ci rejects.
+$(LLAMACPP_NPM)/node_modules/.package-lock.json: tools/llamacpp/package.json tools/llamacpp/package-lock.json
+	mkdir -p $(LLAMACPP_NPM) && cp tools/llamacpp/package.json tools/llamacpp/package-lock.json $(LLAMACPP_NPM)/
+	cd $(LLAMACPP_NPM) && npm install --omit=optional --ignore-scripts --no-audit --no-fund --loglevel=error
 
 clean:
 	rm -rf $(CACHE) build

@@ -38,8 +38,8 @@ func BenchmarkTinyPrefill128(b *testing.B) {
 	b.ReportMetric(float64(128*b.N)/b.Elapsed().Seconds(), "tok/s")
 }
 
-// fullLayer builds one InternLM3-8B decoder layer with random f32 weights (872 MB).
-func fullLayer(b *testing.B, ctx int) *CPU {
+// fullLayer builds one InternLM3-8B decoder layer with random weights: f32 (872 MB) or q4 (91 MB).
+func fullLayer(b *testing.B, ctx int, dtype string) *CPU {
 	c, err := ParseConfig("config.json", []byte(realConfig))
 	if err != nil {
 		b.Fatal(err)
@@ -53,7 +53,12 @@ func fullLayer(b *testing.B, ctx int) *CPU {
 		}
 		return v
 	}
-	randLin := func(out, in int) Linear { return Linear{Out: out, In: in, W: randVec(out * in)} }
+	randLin := func(out, in int) Linear {
+		if dtype == DTypeQ4 {
+			return Linear{Out: out, In: in, Q: randomMatrix(rng, DTypeQ4, out, in, q4Block)}
+		}
+		return Linear{Out: out, In: in, W: randVec(out * in)}
+	}
 	D, Q, KV, F := c.HiddenSize, c.QDim(), c.KVDim(), c.IntermediateSize
 	w := &Weights{Layers: []Layer{{
 		InputNorm: randVec(D), Q: randLin(Q, D), K: randLin(KV, D), V: randLin(KV, D), O: randLin(D, Q),
@@ -64,7 +69,7 @@ func fullLayer(b *testing.B, ctx int) *CPU {
 
 // One full-size layer, one token, attending over 512 cached positions.
 func BenchmarkFullLayerDecode(b *testing.B) {
-	cpu := fullLayer(b, 513)
+	cpu := fullLayer(b, 513, DTypeF32)
 	limit := ReadBandwidth()
 	x := make([]float32, cpu.Config.HiddenSize)
 	inv := RopeInvFreq(cpu.Config, 513)
@@ -82,7 +87,7 @@ func BenchmarkFullLayerDecode(b *testing.B) {
 
 // One full-size layer, a 64-token prefill.
 func BenchmarkFullLayerPrefill64(b *testing.B) {
-	cpu := fullLayer(b, 64)
+	cpu := fullLayer(b, 64, DTypeF32)
 	x := make([]float32, 64*cpu.Config.HiddenSize)
 	inv := RopeInvFreq(cpu.Config, 64)
 	b.ResetTimer()
@@ -90,4 +95,26 @@ func BenchmarkFullLayerPrefill64(b *testing.B) {
 		cpu.layer(0, x, 0, inv)
 	}
 	b.ReportMetric(float64(64*b.N)/b.Elapsed().Seconds(), "layer-tok/s")
+}
+
+// One full-size q4 layer on the fast path: one token over 128 cached positions, and a 128-token prefill.
+func BenchmarkFullLayerQ4(b *testing.B) {
+	for _, T := range []int{1, 128} {
+		b.Run(map[int]string{1: "decode", 128: "prefill128"}[T], func(b *testing.B) {
+			cpu := fullLayer(b, 256, DTypeQ4)
+			x := make([]float32, T*cpu.Config.HiddenSize)
+			rng := rand.New(rand.NewPCG(2, 2))
+			for i := range x {
+				x[i] = float32(rng.NormFloat64())
+			}
+			inv := RopeInvFreq(cpu.Config, 256)
+			for b.Loop() {
+				cpu.layer(0, x, 128, inv)
+				for i := range x { // keep the residual stream from growing without bound
+					x[i] *= 0.5
+				}
+			}
+			b.ReportMetric(float64(T*b.N)/b.Elapsed().Seconds(), "layer-tok/s")
+		})
+	}
 }

@@ -26,11 +26,13 @@ func NewKVCache(c *Config, maxCtx int) *KVCache {
 	return kv
 }
 
-// CPU is the reference decoder: plain Go float32, matmuls spread over all cores.
+// CPU is the reference decoder: plain Go float32, matmuls spread over all cores. On q4 weights it takes
+// the fast path of q4q8.go where the CPU has its kernels, unless Reference is set.
 type CPU struct {
-	Config  *Config
-	Weights *Weights
-	Cache   *KVCache
+	Config    *Config
+	Weights   *Weights
+	Cache     *KVCache
+	Reference bool // only the pure-Go f32 twins: the oracle the fast path is measured against
 }
 
 // NewCPU returns a CPU decoder with a KV cache for maxCtx positions.
@@ -75,7 +77,7 @@ func (m *CPU) Forward(tokens []int, pos int, all bool) ([][]float32, error) {
 		RMSNorm(normed[i*D:(i+1)*D], rows[i*D:(i+1)*D], w.Norm, c.RMSNormEps)
 	}
 	flat := make([]float32, T*c.VocabSize) // [T, vocab]
-	Matmul(flat, normed, w.LMHead)
+	m.matmul(flat, &matIn{x: normed}, w.LMHead)
 	out := make([][]float32, T)
 	for i := range out {
 		out[i] = flat[i*c.VocabSize : (i+1)*c.VocabSize]
@@ -91,38 +93,46 @@ func (m *CPU) layer(i int, x []float32, pos int, invFreq []float32) {
 
 	// attention rmsnorm
 	h := make([]float32, T*D)
-	for t := 0; t < T; t++ {
-		RMSNorm(h[t*D:(t+1)*D], x[t*D:(t+1)*D], l.InputNorm, c.RMSNormEps)
-	}
+	parallelFor(T, func(lo, hi int) {
+		for t := lo; t < hi; t++ {
+			RMSNorm(h[t*D:(t+1)*D], x[t*D:(t+1)*D], l.InputNorm, c.RMSNormEps)
+		}
+	})
 	// q, k, v projections; k and v go straight into the cache
 	q := make([]float32, T*Q)
 	k := m.Cache.K[i][pos*KV : (pos+T)*KV]
 	v := m.Cache.V[i][pos*KV : (pos+T)*KV]
-	Matmul(q, h, l.Q)
-	Matmul(k, h, l.K)
-	Matmul(v, h, l.V)
+	in := &matIn{x: h}
+	m.matmul(q, in, l.Q)
+	m.matmul(k, in, l.K)
+	m.matmul(v, in, l.V)
 	// rotary position embedding on q and the new keys
 	Rope(q, c.NumAttentionHeads, c.HeadDim, pos, invFreq)
 	Rope(k, c.NumKeyValueHeads, c.HeadDim, pos, invFreq)
 	// causal grouped-query attention over the cache
 	att := make([]float32, T*Q)
-	Attention(att, q, m.Cache.K[i], m.Cache.V[i], pos, c.NumAttentionHeads, c.NumKeyValueHeads, c.HeadDim)
+	attention(att, q, m.Cache.K[i], m.Cache.V[i], pos, c.NumAttentionHeads, c.NumKeyValueHeads, c.HeadDim, m.kernels())
 	// output projection and residual connection
 	o := make([]float32, T*D)
-	Matmul(o, att, l.O)
+	m.matmul(o, &matIn{x: att}, l.O)
 	Add(x, o)
 
 	// ffn rmsnorm
-	for t := 0; t < T; t++ {
-		RMSNorm(h[t*D:(t+1)*D], x[t*D:(t+1)*D], l.PostNorm, c.RMSNormEps)
-	}
+	parallelFor(T, func(lo, hi int) {
+		for t := lo; t < hi; t++ {
+			RMSNorm(h[t*D:(t+1)*D], x[t*D:(t+1)*D], l.PostNorm, c.RMSNormEps)
+		}
+	})
 	// SwiGLU: down(silu(gate(h)) * up(h))
 	gate := make([]float32, T*F)
 	up := make([]float32, T*F)
-	Matmul(gate, h, l.Gate)
-	Matmul(up, h, l.Up)
-	SwiGLU(gate, gate, up)
-	Matmul(o, gate, l.Down)
+	in = &matIn{x: h}
+	m.matmul(gate, in, l.Gate)
+	m.matmul(up, in, l.Up)
+	parallelFor(T, func(lo, hi int) { // elementwise: the split changes no result
+		SwiGLU(gate[lo*F:hi*F], gate[lo*F:hi*F], up[lo*F:hi*F])
+	})
+	m.matmul(o, &matIn{x: gate}, l.Down)
 	// residual connection
 	Add(x, o)
 }
@@ -148,10 +158,39 @@ func RMSNorm(dst, x, weight []float32, eps float64) {
 	}
 }
 
+// matIn is a matmul's input x [T, In], quantized once for all the matmuls that share it.
+type matIn struct {
+	x []float32
+	q *q8Acts // nil until a fast q4 matmul needs it
+}
+
+// kernels returns the f32 kernels of this pass: the fast ones where they run, unless m.Reference.
+func (m *CPU) kernels() f32Kernels {
+	if haveF32Kernels && !m.Reference {
+		return fastKernels
+	}
+	return twinKernels
+}
+
+// matmul is Matmul, or its fast path (q4q8.go, f32.go) where that applies.
+func (m *CPU) matmul(dst []float32, in *matIn, l Linear) {
+	if m.Reference || !fastQ4(l) {
+		matmul(dst, in.x, l, m.kernels().dot)
+		return
+	}
+	if in.q == nil {
+		in.q = quantizeQ8(in.x, l.In)
+	}
+	matmulQ4(dst, in.q, l)
+}
+
 // Matmul: dst [T, Out] = x [T, In] · lᵀ (+ bias), from the f32 weights or, when no f32 copy is loaded,
 // from the stored (quantized) form. Rows of the weight are split across cores so each weight row is read
 // once for all T tokens, as the GPU's tiled matmul does.
-func Matmul(dst, x []float32, l Linear) {
+func Matmul(dst, x []float32, l Linear) { matmul(dst, x, l, dot) }
+
+// matmul is Matmul with the f32 dot product dotf.
+func matmul(dst, x []float32, l Linear, dotf func(a, b []float32) float32) {
 	T := len(x) / l.In
 	parallelFor(l.Out, func(lo, hi int) {
 		for r := lo; r < hi; r++ {
@@ -164,7 +203,7 @@ func Matmul(dst, x []float32, l Linear) {
 				if l.W == nil { // stored quantized: the twin of the GPU's q4 matvec
 					dst[t*l.Out+r] = l.Q.DotRow(r, xt) + b
 				} else {
-					dst[t*l.Out+r] = dot(l.W[r*l.In:(r+1)*l.In], xt) + b
+					dst[t*l.Out+r] = dotf(l.W[r*l.In:(r+1)*l.In], xt) + b
 				}
 			}
 		}
@@ -228,6 +267,11 @@ func Rope(x []float32, heads, headDim, pos int, invFreq []float32) {
 // Attention: out [T, heads*hd] for queries q [T, heads*hd] at positions pos.. against the cached keys and
 // values [ctx, kvHeads*hd], causal, query head h reading kv head h/(heads/kvHeads), softmax in float32.
 func Attention(out, q, kc, vc []float32, pos, heads, kvHeads, hd int) {
+	attention(out, q, kc, vc, pos, heads, kvHeads, hd, twinKernels)
+}
+
+// attention is Attention with the dot and axpy of k.
+func attention(out, q, kc, vc []float32, pos, heads, kvHeads, hd int, k f32Kernels) {
 	T := len(q) / (heads * hd)
 	group := heads / kvHeads
 	scale := float32(1 / math.Sqrt(float64(hd)))
@@ -241,7 +285,7 @@ func Attention(out, q, kc, vc []float32, pos, heads, kvHeads, hd int) {
 			off := (h / group) * hd
 			maxS := float32(math.Inf(-1))
 			for j := 0; j < n; j++ {
-				s := dot(qh, kc[j*kvDim+off:j*kvDim+off+hd]) * scale
+				s := k.dot(qh, kc[j*kvDim+off:j*kvDim+off+hd]) * scale
 				scores[j] = s
 				maxS = max(maxS, s)
 			}
@@ -254,11 +298,7 @@ func Attention(out, q, kc, vc []float32, pos, heads, kvHeads, hd int) {
 			o := out[(t*heads+h)*hd : (t*heads+h+1)*hd]
 			clear(o)
 			for j := 0; j < n; j++ {
-				p := scores[j] / sum
-				vr := vc[j*kvDim+off : j*kvDim+off+hd]
-				for d := range o {
-					o[d] += p * vr[d]
-				}
+				k.axpy(o, vc[j*kvDim+off:j*kvDim+off+hd], scores[j]/sum)
 			}
 		}
 	})
