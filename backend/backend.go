@@ -21,6 +21,11 @@ type Backend struct {
 
 // Open puts m on the named backend with a KV cache of maxCtx positions.
 func Open(name string, m *model.Model, maxCtx int) (*Backend, error) {
+	return OpenKernels(name, m, maxCtx, webgpu.Kernels{})
+}
+
+// OpenKernels is Open with the GPU engine's kernel variants forced where k names them (cmd/bench).
+func OpenKernels(name string, m *model.Model, maxCtx int, k webgpu.Kernels) (*Backend, error) {
 	switch name {
 	case "cpu":
 		return &Backend{Decoder: model.NewCPU(m.Config, m.Weights, maxCtx), Name: "cpu"}, nil
@@ -29,7 +34,7 @@ func Open(name string, m *model.Model, maxCtx int) (*Backend, error) {
 		if err != nil {
 			return nil, err
 		}
-		e, err := webgpu.New(d, m.Config, m.Weights, maxCtx)
+		e, err := webgpu.NewWithOptions(d, m.Config, m.Weights, webgpu.Options{MaxContext: maxCtx, Kernels: k})
 		if err != nil {
 			d.Close()
 			return nil, err

@@ -29,7 +29,9 @@ type matvecVariant struct {
 	suffix string // of the q4 entry point matvec_q4<suffix>; f32 matrices run matvec_f32<f32> (parity only)
 	f32    string
 	needs  string // what the device must offer: "subgroups", "packed_4x8_integer_dot_product" (found by compiling), or ""
-	q8     bool   // x is quantized first (quantize_q8)
+	// q8: x is quantized to int8 first (quantize_q8). That moves log-probs by ~1e-2, beyond the 2e-3 the
+	// engine keeps to the CPU reference, so the autotune never picks it: only Options.Kernels does.
+	q8 bool
 }
 
 var matvecVariants = []matvecVariant{

@@ -101,3 +101,42 @@ func requireQ8Close(t *testing.T, want, got []float32, bound []float64, what str
 	}
 	t.Logf("%s: %d values, max |Δ| %.3g vs the f32 twin, at most %.2f of the q8 bound", what, len(want), worstAbs, worst)
 }
+
+// Every variant forced in the whole engine, against model.CPU as TestEngineMatchesCPU runs the autotuned
+// one: the random q4 model (every matvec variant), and its f32 twin with each attention variant.
+func TestEngineVariants(t *testing.T) {
+	d := testDevice(t)
+	cfg, w := randomModel(1, 999)
+	q4 := q4Weights(w)
+	for _, v := range MatvecVariants() {
+		t.Run("matvec "+v, func(t *testing.T) {
+			if err := d.checkKernels(Kernels{Matvec: v}); err != nil {
+				t.Logf("VARIANT NOT RUN: matvec %s cannot run on %s: %v", v, d.Adapter, err)
+				return
+			}
+			o := Options{Kernels: Kernels{Matvec: v, Attention: "single"}}
+			if mv, _ := matvecVariantNamed(v); mv.q8 {
+				// lossy by design (see matvec_q8.wgsl), so outside the parity bound: its deviation is
+				// reported (about 0.1 on these sharp random models), and a bound catches a broken kernel
+				// (off by whole units) as TestEngineKVF16's does; TestMatvecVariants checks each
+				// product against the q8 error bound
+				for _, m := range []struct {
+					name string
+					cfg  *model.Config
+					w    *model.Weights
+				}{{"random", cfg, q4}, {"tiny", tinyModel(t).Config, q4Weights(tinyModel(t).Weights)}} {
+					worst, flips, _ := deviation(t, d, m.cfg, m.w, o)
+					t.Logf("%s q4, matvec %s: max |Δ log-prob| %.2e, %d of 64 greedy tokens differ", m.name, v, worst, flips)
+					require.Less(t, worst, 0.5, m.name)
+				}
+				return
+			}
+			decodeAgainstCPU(t, d, cfg, q4, o)
+		})
+	}
+	for _, a := range AttentionVariants() {
+		t.Run("attention "+a, func(t *testing.T) {
+			decodeAgainstCPU(t, d, cfg, w, Options{Kernels: Kernels{Matvec: "wg64", Attention: a}})
+		})
+	}
+}
