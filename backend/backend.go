@@ -21,11 +21,13 @@ type Backend struct {
 
 // Open puts m on the named backend with a KV cache of maxCtx positions.
 func Open(name string, m *model.Model, maxCtx int) (*Backend, error) {
-	return OpenKernels(name, m, maxCtx, webgpu.Kernels{})
+	return OpenWith(name, m, webgpu.Options{MaxContext: maxCtx})
 }
 
-// OpenKernels is Open with the GPU engine's kernel variants forced where k names them (cmd/bench).
-func OpenKernels(name string, m *model.Model, maxCtx int, k webgpu.Kernels) (*Backend, error) {
+// OpenWith is Open with the GPU engine's options (cmd/bench: forced kernel variants, the f16 KV cache); the
+// CPU takes o.MaxContext only.
+func OpenWith(name string, m *model.Model, o webgpu.Options) (*Backend, error) {
+	maxCtx := o.MaxContext
 	switch name {
 	case "cpu":
 		return &Backend{Decoder: model.NewCPU(m.Config, m.Weights, maxCtx), Name: "cpu"}, nil
@@ -34,7 +36,7 @@ func OpenKernels(name string, m *model.Model, maxCtx int, k webgpu.Kernels) (*Ba
 		if err != nil {
 			return nil, err
 		}
-		e, err := webgpu.NewWithOptions(d, m.Config, m.Weights, webgpu.Options{MaxContext: maxCtx, Kernels: k})
+		e, err := webgpu.NewWithOptions(d, m.Config, m.Weights, o)
 		if err != nil {
 			d.Close()
 			return nil, err
