@@ -218,10 +218,15 @@ func (e *engine) chat(this js.Value, args []js.Value) any {
 			return nil, err
 		}
 		e.replies.Remember(e.m.Tokenizer.Decode(res.Tokens), res.Tokens)
-		return map[string]any{
+		out := map[string]any{
 			"finish_reason": finish, "prompt_tokens": res.PromptTokens, "completion_tokens": len(res.Tokens),
 			"prefilled_tokens": res.Prefilled, "seconds": time.Since(start).Seconds(),
-		}, nil
+		}
+		if g, ok := e.dec.(*webgpu.Engine); ok { // the CPU time of recording the GPU's work, and its kernels
+			out["encode_us_per_dispatch"] = float64(g.Stats().Decode.EncodingPerDispatch().Nanoseconds()) / 1000
+			out["kernels"] = g.Tuning().String()
+		}
+		return out, nil
 	})
 }
 

@@ -2,7 +2,6 @@ package webgpu
 
 import (
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/oliverbestmann/webgpu/wgpu"
@@ -32,8 +31,8 @@ func (t Tuning) String() string {
 }
 
 const (
-	tuneRuns   = 3 // timed runs per candidate, after one warm-up; the best counts
-	tuneRepeat = 4 // decode tokens' worth of dispatches per run
+	tuneRuns = 3                    // timed runs per candidate, after one warm-up; the best counts
+	tuneRun  = 5 * time.Millisecond // the work a timed run aims at
 	// tuneBudget bounds the measuring: candidates are tried default first, and once it is spent the rest
 	// are skipped (and reported), so a slow device does not pay for an exhaustive search.
 	tuneBudget = 2 * time.Second
@@ -138,11 +137,14 @@ func (d *Device) measure(c *model.Config, dtype string, o Options) (Kernels, map
 	var best Kernels
 	bestTime := time.Duration(1<<63 - 1)
 	for _, v := range matvecVariants {
-		if v.q8 || d.checkKernels(Kernels{Matvec: v.name}) != nil {
+		if v.q8 {
 			continue
 		}
-		if best.Matvec != "" && time.Since(start) > tuneBudget/2 { // half for each family
+		if best.Matvec != "" && time.Since(start) > tuneBudget/2 { // half for each family, compiling included
 			skipped = append(skipped, "matvec "+v.name)
+			continue
+		}
+		if d.checkKernels(Kernels{Matvec: v.name}) != nil {
 			continue
 		}
 		var ds []dispatch
@@ -157,7 +159,7 @@ func (d *Device) measure(c *model.Config, dtype string, o Options) (Kernels, map
 			}
 			ds = append(ds, cs...)
 		}
-		took, err := d.time(ds)
+		took, err := d.time(ds, start.Add(tuneBudget/2))
 		if err != nil {
 			return Kernels{}, nil, nil, fmt.Errorf("matvec %s: %w", v.name, err)
 		}
@@ -197,7 +199,7 @@ func (d *Device) measure(c *model.Config, dtype string, o Options) (Kernels, map
 		if err != nil {
 			return Kernels{}, nil, nil, err
 		}
-		took, err := d.time(ds)
+		took, err := d.time(ds, start.Add(tuneBudget))
 		if err != nil {
 			return Kernels{}, nil, nil, fmt.Errorf("attention %s: %w", name, err)
 		}
@@ -209,15 +211,15 @@ func (d *Device) measure(c *model.Config, dtype string, o Options) (Kernels, map
 	return best, times, skipped, nil
 }
 
-// time runs ds tuneRepeat times per submit, once to warm up and then tuneRuns times, and returns the
-// fastest run's wall time from submit to done.
-func (d *Device) time(ds []dispatch) (time.Duration, error) {
-	var pass []dispatch
-	for range tuneRepeat {
-		pass = append(pass, ds...)
-	}
-	var runs []time.Duration
-	for i := range tuneRuns + 1 {
+// time returns the wall time from submit to done of ds, per repeat: one untimed warm-up run sizes the
+// timed runs to about tuneRun of work (ds repeated up to 64 times, so that the submit's own latency does
+// not decide on a fast GPU), then up to tuneRuns of them, fewer once deadline has passed; the fastest counts.
+func (d *Device) time(ds []dispatch, deadline time.Time) (time.Duration, error) {
+	once := func(repeat int) (time.Duration, error) {
+		var pass []dispatch
+		for range repeat {
+			pass = append(pass, ds...)
+		}
 		start := time.Now()
 		if err := d.run(1, pass...); err != nil {
 			return 0, err
@@ -225,9 +227,20 @@ func (d *Device) time(ds []dispatch) (time.Duration, error) {
 		if err := d.flush(); err != nil {
 			return 0, err
 		}
-		if i > 0 {
-			runs = append(runs, time.Since(start))
-		}
+		return time.Since(start), nil
 	}
-	return slices.Min(runs), nil
+	warm, err := once(1)
+	if err != nil {
+		return 0, err
+	}
+	repeat := int(min(64, max(1, tuneRun/max(warm, time.Microsecond))))
+	best := time.Duration(1<<63 - 1)
+	for i := 0; i < tuneRuns && (i == 0 || time.Now().Before(deadline)); i++ {
+		took, err := once(repeat)
+		if err != nil {
+			return 0, err
+		}
+		best = min(best, took/time.Duration(repeat))
+	}
+	return best, nil
 }

@@ -255,6 +255,7 @@ func (d *Device) flush() error {
 type dispatch struct {
 	k    *kernel
 	bg   *wgpu.BindGroup
+	id   int                       // in the browser: the (pipeline, bind group) pair's index in the device's table (encode_js.go)
 	grid func(n int) (x, y uint32) // workgroups
 
 	// Bytes of weights the launch reads from memory: weights once, or once per tile of tokens.
@@ -288,26 +289,33 @@ type tally struct {
 }
 
 // encode records ds, in order, for a pass of n tokens as one compute pass (WebGPU orders the dispatches'
-// storage accesses), adding them to t.
-func encode(enc *wgpu.CommandEncoder, n int, t *tally, ds ...dispatch) error {
+// storage accesses), adding them to t. The platform records the commands (record: natively one binding
+// call each; in the browser one JS call for the whole pass).
+func (d *Device) encode(enc *wgpu.CommandEncoder, n int, t *tally, ds ...dispatch) error {
 	pass := enc.BeginComputePass(nil)
 	defer pass.Release()
-	for _, c := range ds {
+	cmds := make([]command, len(ds))
+	for i, c := range ds {
 		x, y := c.grid(n)
-		pass.SetPipeline(c.k.pipe)
-		pass.SetBindGroup(0, c.bg, nil)
-		pass.DispatchWorkgroups(x, y, 1)
+		cmds[i] = command{c, x, y}
 		if t != nil {
 			t.dispatches++
 			t.weightBytes += c.weightBytes(n)
 		}
 	}
+	d.record(pass, cmds)
 	return pass.TryEnd()
+}
+
+// command is a dispatch with its grid for one pass.
+type command struct {
+	dispatch
+	x, y uint32
 }
 
 // run records ds for a pass of n tokens, submits it and returns without waiting.
 func (d *Device) run(n int, ds ...dispatch) error {
-	return d.submit(func(enc *wgpu.CommandEncoder) error { return encode(enc, n, nil, ds...) })
+	return d.submit(func(enc *wgpu.CommandEncoder) error { return d.encode(enc, n, nil, ds...) })
 }
 
 // submit records commands with rec and submits them. The encoder and the command buffer are released

@@ -22,6 +22,7 @@ type platform struct {
 	gone    atomic.Pointer[error] // set when the device's lost promise settles
 	staging js.Value              // a Uint8Array that writes pass through (see writeBytes)
 	batch   bool                  // inside batch: no scope per call
+	replay  replayer              // how passes are recorded (encode_js.go)
 }
 
 // open requests the adapter and device through navigator.gpu directly: the binding's RequestDevice drops

@@ -6,6 +6,7 @@ import (
 	"maps"
 	"math"
 	"slices"
+	"time"
 
 	"github.com/oliverbestmann/webgpu/wgpu"
 
@@ -356,7 +357,10 @@ func (e *Engine) forward(tokens []int, pos int, all bool, req *topkRequest) ([][
 		}
 		var t tally
 		err := e.dev.submit(func(enc *wgpu.CommandEncoder) error {
-			if err := encode(enc, n, &t, pass...); err != nil {
+			start := time.Now()
+			err := e.dev.encode(enc, n, &t, pass...)
+			cnt.Encoding += time.Since(start)
+			if err != nil {
 				return err
 			}
 			if rows > 0 {

@@ -82,7 +82,7 @@ func (d *Device) opWith(file, entry string, grid func(int) (uint32, uint32), buf
 	if err != nil {
 		return dispatch{}, err
 	}
-	return dispatch{k: k, bg: bg, grid: grid}, nil
+	return dispatch{k: k, bg: bg, id: d.register(k, bg), grid: grid}, nil
 }
 
 // absentBuffer is bound in place of an optional input (bias, norm weight) that a kernel's flags leave unread.
