@@ -224,6 +224,7 @@ func (e *engine) chat(this js.Value, args []js.Value) any {
 		}
 		if g, ok := e.dec.(*webgpu.Engine); ok { // the CPU time of recording the GPU's work, and its kernels
 			out["encode_us_per_dispatch"] = float64(g.Stats().Decode.EncodingPerDispatch().Nanoseconds()) / 1000
+			out["dispatches_per_token"] = g.Stats().Decode.DispatchesPerToken()
 			out["kernels"] = g.Tuning().String()
 		}
 		return out, nil
