@@ -411,9 +411,16 @@ func TestEngineStats(t *testing.T) {
 		require.NoError(t, err)
 	}
 	s := gpu.Stats()
-	require.Equal(t, Counts{Calls: 5, Tokens: 5, Dispatches: 5 * (6*L + 2), Submits: 5, WeightBytes: 5 * weights,
-		ReadbackBytes: 5 * uint64(4*m.Config.VocabSize)}, s.Decode)
-	require.Equal(t, float64(6*L+2), s.Decode.DispatchesPerToken())
+	require.Positive(t, s.Decode.Encoding)
+	perLayer := 6 // dispatches of a decoded token's layer: 7 with split-KV attention (split, then merge)
+	if attentionSplits(gpu.Tuning().Kernels.Attention) > 0 {
+		perLayer = 7
+	}
+	decode := s.Decode
+	decode.Encoding = 0
+	require.Equal(t, Counts{Calls: 5, Tokens: 5, Dispatches: 5 * (perLayer*L + 2), Submits: 5, WeightBytes: 5 * weights,
+		ReadbackBytes: 5 * uint64(4*m.Config.VocabSize)}, decode)
+	require.Equal(t, float64(perLayer*L+2), s.Decode.DispatchesPerToken())
 	require.Equal(t, 1.0, s.Decode.SubmitsPerToken())
 	require.Equal(t, float64(weights), s.Decode.WeightBytesPerToken())
 	require.Equal(t, 1, s.Prefill.Calls)
@@ -433,7 +440,7 @@ func TestEngineStats(t *testing.T) {
 	s2 := gpu.Stats().Decode
 	require.Equal(t, 7, s2.Calls)
 	require.Len(t, gpu.sampling.topk, 1)
-	require.Equal(t, s.Decode.Dispatches+(6*L+2+2)+(6*L+2+1), s2.Dispatches)
+	require.Equal(t, s.Decode.Dispatches+(perLayer*L+2+2)+(perLayer*L+2+1), s2.Dispatches)
 	require.Equal(t, 7, s2.Submits)
 	require.Equal(t, s.Decode.ReadbackBytes+8*40+8, s2.ReadbackBytes)
 }
