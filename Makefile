@@ -18,7 +18,7 @@ else
 MODEL_DIR := $(MODELS)/$(subst /,--,$(MODEL))-q4
 endif
 
-.PHONY: run test test-go vet fuzz bench bench-cpu bench-gpu bench-gpu-build stress-gpu deps test-deps apt-nodejs clean web worker
+.PHONY: run test test-go vet fuzz bench bench-cpu bench-gpu bench-gpu-build bench-longctx stress-gpu deps test-deps apt-nodejs clean web worker
 
 ## run: build the page, make sure a converted model exists, and serve both (the URL is printed)
 run: deps web $(MODEL_DIR)/manifest.json
@@ -147,6 +147,12 @@ bench-cpu: deps $(LLAMACPP_NPM)/node_modules/.package-lock.json
 $(LLAMACPP_NPM)/node_modules/.package-lock.json: tools/llamacpp/package.json tools/llamacpp/package-lock.json
 	mkdir -p $(LLAMACPP_NPM) && cp tools/llamacpp/package.json tools/llamacpp/package-lock.json $(LLAMACPP_NPM)/
 	cd $(LLAMACPP_NPM) && npm install --omit=optional --ignore-scripts --no-audit --no-fund --loglevel=error
+
+# bench-longctx: decode speed at positions 0, 4K, 16K and 32K on a full-width 2-layer model, per attention
+# variant and KV cache dtype, as ratios to position 0 (tools/bench-longctx.sh; lavapipe unless
+# VK_ICD_FILENAMES names another driver).
+bench-longctx:
+	sh tools/bench-longctx.sh
 
 clean:
 	rm -rf $(CACHE) build

@@ -29,6 +29,12 @@ type Backend struct {
 // checkpoint's bf16 becomes f32 on both backends). progress, when set, is told the shard bytes of a
 // converted model done so far.
 func Load(name, dir string, maxCtx int, progress func(done, total int64)) (*model.Model, *Backend, error) {
+	return LoadWith(name, dir, webgpu.Options{MaxContext: maxCtx}, progress)
+}
+
+// LoadWith is Load with the GPU engine's options (cmd/bench: forced kernel variants, the f16 KV cache); the
+// CPU takes o.MaxContext only.
+func LoadWith(name, dir string, o webgpu.Options, progress func(done, total int64)) (*model.Model, *Backend, error) {
 	if name != "cpu" && name != "gpu" {
 		return nil, nil, fmt.Errorf("unknown backend %q (want %s)", name, Names)
 	}
@@ -41,7 +47,7 @@ func Load(name, dir string, maxCtx int, progress func(done, total int64)) (*mode
 		if err != nil {
 			return nil, nil, err
 		}
-		o := webgpu.Options{MaxContext: min(maxCtx, man.ModelConfig.ContextLimit())}
+		o.MaxContext = min(o.MaxContext, man.ModelConfig.ContextLimit())
 		m, e, err := webgpu.LoadConverted(d, man, files, fetch, progress, o)
 		if err != nil {
 			d.Close()
@@ -54,7 +60,8 @@ func Load(name, dir string, maxCtx int, progress func(done, total int64)) (*mode
 	if err != nil {
 		return nil, nil, err
 	}
-	b, err := Open(name, m, min(maxCtx, m.Config.ContextLimit()))
+	o.MaxContext = min(o.MaxContext, m.Config.ContextLimit())
+	b, err := OpenWith(name, m, o)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -63,6 +70,13 @@ func Load(name, dir string, maxCtx int, progress func(done, total int64)) (*mode
 
 // Open puts m, loaded whole, on the named backend with a KV cache of maxCtx positions.
 func Open(name string, m *model.Model, maxCtx int) (*Backend, error) {
+	return OpenWith(name, m, webgpu.Options{MaxContext: maxCtx})
+}
+
+// OpenWith is Open with the GPU engine's options (cmd/bench: forced kernel variants, the f16 KV cache); the
+// CPU takes o.MaxContext only.
+func OpenWith(name string, m *model.Model, o webgpu.Options) (*Backend, error) {
+	maxCtx := o.MaxContext
 	bytes := m.Weights.WeightBytesPerToken()
 	switch name {
 	case "cpu":
@@ -72,7 +86,7 @@ func Open(name string, m *model.Model, maxCtx int) (*Backend, error) {
 		if err != nil {
 			return nil, err
 		}
-		e, err := webgpu.New(d, m.Config, m.Weights, maxCtx)
+		e, err := webgpu.NewWithOptions(d, m.Config, m.Weights, o)
 		if err != nil {
 			d.Close()
 			return nil, err

@@ -29,6 +29,9 @@ type Report struct {
 	DecodeEfficiency    float64 `json:"decode_efficiency"` // DecodeGBPerSec / LimitGBPerSec
 	DispatchesPerToken  float64 `json:"dispatches_per_token,omitempty"`
 	SubmitsPerToken     float64 `json:"submits_per_token,omitempty"`
+	Kernels             string  `json:"kernels,omitempty"`    // the GPU engine's variants and how they were chosen
+	TuneMillis          float64 `json:"tune_ms,omitempty"`    // the autotune's time at load
+	TuneTimes           string  `json:"tune_times,omitempty"` // its candidates' best times
 }
 
 // Bench prefills promptTokens random tokens, then decodes genTokens greedily, timing each phase.
@@ -45,6 +48,10 @@ func Bench(b *Backend, m *model.Model, promptTokens, genTokens int) (*Report, er
 	prompt := make([]int, promptTokens)
 	for i := range prompt {
 		prompt[i] = rng.IntN(m.Tokenizer.VocabSize()) // ids the tokenizer can produce
+	}
+	if e, ok := b.Decoder.(*webgpu.Engine); ok {
+		t := e.Tuning()
+		r.Kernels, r.TuneMillis, r.TuneTimes = t.String(), float64(t.Took.Microseconds())/1000, fmt.Sprint(t.Times)
 	}
 	session := model.NewSession(b, m.Config)
 	var first time.Time

@@ -23,6 +23,7 @@ struct Params {
   max_ctx: u32,  // row length of scores (decode)
   scale: f32,    // 1/sqrt(head_dim)
   kv_f16: u32,   // the caches hold f16 pairs
+  splits: u32,   // attention_split.wgsl: KV splits per head (attention_merge)
 }
 
 struct Step {
@@ -36,7 +37,7 @@ struct Step {
 @group(0) @binding(3) var<storage, read> k: array<u32>;             // [max_ctx, kv_heads, head_dim]
 @group(0) @binding(4) var<storage, read> v: array<u32>;             // [max_ctx, kv_heads, head_dim]
 @group(0) @binding(5) var<storage, read_write> out: array<f32>;     // [n, heads, head_dim]
-@group(0) @binding(6) var<storage, read_write> scores: array<f32>;  // decode: [heads, max_ctx]
+@group(0) @binding(6) var<storage, read_write> scores: array<f32>;  // decode: [heads, max_ctx]; split: partials
 
 const LOWEST = -0x1.fffffep+127f; // the most negative finite f32
 

@@ -400,6 +400,11 @@ func (e *engine) chat(this js.Value, args []js.Value) any {
 			"finish_reason": finish, "prompt_tokens": res.PromptTokens, "completion_tokens": len(res.Tokens),
 			"prefilled_tokens": res.Prefilled, "seconds": time.Since(start).Seconds(),
 		}
+		if g, ok := e.dec.(*webgpu.Engine); ok { // the CPU time of recording the GPU's work, and its kernels
+			out["encode_us_per_dispatch"] = float64(g.Stats().Decode.EncodingPerDispatch().Nanoseconds()) / 1000
+			out["dispatches_per_token"] = g.Stats().Decode.DispatchesPerToken()
+			out["kernels"] = g.Tuning().String()
+		}
 		if call != nil {
 			name, args, ok := model.ParseCall(call.String())
 			if !ok { // tool_choice auto: a call the model did not write well stays text

@@ -224,7 +224,9 @@ function chatRequest(p) {
 }
 
 // usage is OpenAI's usage object plus what the engine measured: prefilled_tokens (prompt tokens computed
-// for this answer; the rest came from the cache of the previous turn) and seconds (for the whole answer).
+// for this answer; the rest came from the cache of the previous turn) and seconds (for the whole answer);
+// on WebGPU also encode_us_per_dispatch (CPU time recording one dispatch, decoding so far, its pass's
+// begin and end included), dispatches_per_token and kernels (the autotune's variants).
 function usage(r) {
   const prompt = r.prompt_tokens ?? 0;
   const completion = r.completion_tokens ?? 0;
@@ -234,6 +236,9 @@ function usage(r) {
     total_tokens: prompt + completion,
     prefilled_tokens: r.prefilled_tokens ?? 0,
     seconds: r.seconds ?? 0,
+    ...(r.kernels ? {
+      encode_us_per_dispatch: r.encode_us_per_dispatch, dispatches_per_token: r.dispatches_per_token, kernels: r.kernels,
+    } : {}),
   };
 }
 

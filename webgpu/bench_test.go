@@ -8,36 +8,48 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// BenchmarkMatvec times q4 matvec at the 8B model's shapes; bytes/s is the weight read bandwidth, the number
-// decoding speed follows.
+// BenchmarkMatvec times q4 matvec at the 8B model's shapes, per variant the device runs (variants.go);
+// bytes/s is the weight read bandwidth, the number decoding speed follows, and of-copy-bw its ratio to the
+// copy probe measured in the same run.
 func BenchmarkMatvec(b *testing.B) {
 	d := testDevice(b)
+	gbps, err := d.CopyBandwidth(64 << 20)
+	require.NoError(b, err)
 	rng := rand.New(rand.NewPCG(1, 2))
 	for _, s := range []struct{ rows, cols int }{{4096, 4096}, {10240, 4096}, {4096, 10240}} {
-		b.Run(fmt.Sprintf("q4_%dx%d", s.rows, s.cols), func(b *testing.B) {
-			q := quantizeQ4(randFloats(rng, s.rows*s.cols, 0.02), s.rows, s.cols)
-			m, err := d.matrix("w", q, d.Limits.MaxStorageBufferBindingSize)
-			require.NoError(b, err)
-			y, err := d.buffer("y", uint64(4*s.rows), storage)
-			require.NoError(b, err)
-			x, err := upload(d, "x", randFloats(rng, s.cols, 1))
-			require.NoError(b, err)
-			step, err := d.stepBuffer()
-			require.NoError(b, err)
-			require.NoError(b, d.setStep(step, 0, 1))
-			cs, err := d.linear("matvec", m, step, x, y, nil, fusion{})
-			require.NoError(b, err)
-			staging, err := d.readback("staging", 16)
-			require.NoError(b, err)
-			b.SetBytes(int64(4 * (len(q.Data) + len(q.Scales))))
-			b.ResetTimer()
-			for range b.N {
-				require.NoError(b, d.run(1, cs...))
+		q := quantizeQ4(randFloats(rng, s.rows*s.cols, 0.02), s.rows, s.cols)
+		m, err := d.matrix("w", q, d.Limits.MaxStorageBufferBindingSize)
+		require.NoError(b, err)
+		for _, v := range MatvecVariants() {
+			if err := d.checkKernels(Kernels{Matvec: v}); err != nil {
+				b.Logf("VARIANT NOT RUN: matvec %s: %v", v, err)
+				continue
 			}
-			_, err = d.read(y, staging, 0, 16) // waits for the submitted work
-			require.NoError(b, err)
-		})
+			b.Run(fmt.Sprintf("q4_%dx%d_%s", s.rows, s.cols, v), func(b *testing.B) {
+				y, err := d.buffer("y", uint64(4*s.rows), storage)
+				require.NoError(b, err)
+				x, err := upload(d, "x", randFloats(rng, s.cols, 1))
+				require.NoError(b, err)
+				step, err := d.stepBuffer()
+				require.NoError(b, err)
+				require.NoError(b, d.setStep(step, 0, 1))
+				cs, err := d.linear("matvec", m, step, x, y, nil, fusion{variant: v})
+				require.NoError(b, err)
+				staging, err := d.readback("staging", 16)
+				require.NoError(b, err)
+				bytes := int64(4 * (len(q.Data) + len(q.Scales)))
+				b.SetBytes(bytes)
+				b.ResetTimer()
+				for range b.N {
+					require.NoError(b, d.run(1, cs...))
+				}
+				_, err = d.read(y, staging, 0, 16) // waits for the submitted work
+				require.NoError(b, err)
+				b.ReportMetric(float64(bytes)*float64(b.N)/b.Elapsed().Seconds()/1e9/gbps, "of-copy-bw")
+			})
+		}
 	}
+	b.Logf("copy probe: %.2f GB/s (read + write) on %s", gbps, d.Adapter)
 }
 
 // BenchmarkForward times the tiny q4 model on the engine: decoding (one token per call, the top-40 read

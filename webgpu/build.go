@@ -223,7 +223,7 @@ func (b *builder) build(stacks []stackSpec) error {
 	qkv := scratch("qkv")       // [C, Q+2KV]
 	att := scratch("att")       // [C, Q]
 	gu := scratch("gu")         // [C, F]
-	scores := scratch("scores") // [H, maxCtx]
+	scores := scratch("scores") // [H, maxCtx], or split attention's partials
 	e.logits = scratch("logits")
 	e.staging = b.keep(d.readback("logits staging", s["logits staging"]))
 	e.bestStaging = b.keep(d.readback("top-k staging", 8*topkMax))
@@ -265,21 +265,24 @@ func (b *builder) build(stacks []stackSpec) error {
 		}{{&e.decode, "matvec"}, {&e.prefill, "matmul"}} {
 			ops, op := b.into(pass.ds)
 			// attention rmsnorm, then the q, k and v projections into the qkv rows
-			ops(d.linear(pass.family, qkvW, e.step, x, qkv, qkvB, fusion{norm: inNorm, eps: eps}))
+			mv := e.tuning.Kernels.Matvec // matmul has no variants
+			ops(d.linear(pass.family, qkvW, e.step, x, qkv, qkvB, fusion{norm: inNorm, eps: eps, variant: mv}))
 			// rotary position embedding on q and k; k and v into the cache
 			op(d.rope(e.step, e.invFreq, qkv, kc, vc, H, KVH, HD, e.kvF16))
 			// causal grouped-query attention over the cache
-			if pass.family == "matvec" {
+			if splits := attentionSplits(e.tuning.Kernels.Attention); pass.family == "matvec" && splits > 0 {
+				ops(d.attentionSplit(e.step, qkv, kc, vc, scores, att, H, KVH, HD, Q+2*KV, splits, e.kvF16))
+			} else if pass.family == "matvec" {
 				op(d.attention(e.step, qkv, kc, vc, scores, att, H, KVH, HD, Q+2*KV, e.maxCtx, e.kvF16))
 			} else {
 				op(d.attentionPrefill(e.step, qkv, kc, vc, att, H, KVH, HD, Q+2*KV, e.kvF16))
 			}
 			// output projection and residual connection
-			ops(d.linear(pass.family, oW, e.step, att, x, oB, fusion{mode: add}))
+			ops(d.linear(pass.family, oW, e.step, att, x, oB, fusion{mode: add, variant: mv}))
 			// ffn rmsnorm, then SwiGLU: silu(gate(h)) * up(h)
-			ops(d.linear(pass.family, guW, e.step, x, gu, guB, fusion{norm: postNorm, eps: eps, mode: glu}))
+			ops(d.linear(pass.family, guW, e.step, x, gu, guB, fusion{norm: postNorm, eps: eps, mode: glu, variant: mv}))
 			// down projection and residual connection
-			ops(d.linear(pass.family, downW, e.step, gu, x, downB, fusion{mode: add}))
+			ops(d.linear(pass.family, downW, e.step, gu, x, downB, fusion{mode: add, variant: mv}))
 		}
 		if b.err != nil {
 			return b.err
@@ -292,7 +295,7 @@ func (b *builder) build(stacks []stackSpec) error {
 		return b.err
 	}
 	ops, _ := b.into(&e.headVec)
-	ops(d.linear("matvec", head, e.step, x, e.logits, headB, fusion{norm: norm, eps: eps}))
+	ops(d.linear("matvec", head, e.step, x, e.logits, headB, fusion{norm: norm, eps: eps, variant: e.tuning.Kernels.Matvec}))
 	ops, _ = b.into(&e.headMat)
 	ops(d.linear("matmul", head, e.step, x, e.logits, headB, fusion{norm: norm, eps: eps}))
 	return b.err

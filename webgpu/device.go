@@ -23,6 +23,8 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"slices"
+	"strings"
 	"unsafe"
 
 	"github.com/oliverbestmann/webgpu/wgpu"
@@ -51,13 +53,18 @@ var ErrDeviceLost = errors.New("webgpu: the GPU device was lost")
 type Device struct {
 	Adapter string      // adapter name, backend and type, for logs
 	Limits  wgpu.Limits // the limits the device was created with (buffer and binding sizes are the adapter's own)
+	// Subgroups says whether the device was created with subgroup operations (matvec_subgroup.wgsl).
+	Subgroups bool
+	// Vendor, Architecture and Driver identify the adapter for the autotune's cache (autotune.go).
+	Vendor, Architecture, Driver string
 
 	dev     *wgpu.Device
 	queue   *wgpu.Queue
-	modules map[string]*wgpu.ShaderModule // by WGSL file
+	modules map[string]*wgpu.ShaderModule // by WGSL file, or files joined by "+"
 	kernels map[string]*kernel            // by entry point
 	absent  *wgpu.Buffer                  // bound in place of an optional input that is missing, never read
 	plat    platform                      // per-platform state (device_native.go, device_js.go)
+	tuned   map[string]Kernels            // the autotune's choices made on this device, by shapes
 }
 
 // releaser is a GPU object of the binding.
@@ -111,18 +118,29 @@ type kernel struct {
 	layout *wgpu.BindGroupLayout
 }
 
-// kernel returns the pipeline of entry point entry in shaders/file.wgsl, compiling it on first use.
+// kernel returns the pipeline of entry point entry in shaders/file.wgsl, compiling it on first use. file
+// may name several files joined by "+": a variant's file compiled after the file whose bindings and helpers
+// it uses (WGSL has no includes); a module using subgroups gets the directive its platform needs in front.
 func (d *Device) kernel(file, entry string) (*kernel, error) {
 	if k := d.kernels[entry]; k != nil {
 		return k, nil
 	}
 	mod := d.modules[file]
 	if mod == nil {
-		src, err := fs.ReadFile(shaders.FS, file+".wgsl")
-		if err != nil {
-			return nil, fmt.Errorf("shader %s: %w", file, err)
+		var src strings.Builder
+		files := strings.Split(file, "+")
+		if slices.Contains(files, "matvec_subgroup") {
+			src.WriteString(subgroupsDirective) // directives come before everything else
 		}
-		if mod, err = d.compile(file, string(src)); err != nil {
+		for _, f := range files {
+			b, err := fs.ReadFile(shaders.FS, f+".wgsl")
+			if err != nil {
+				return nil, fmt.Errorf("shader %s: %w", file, err)
+			}
+			src.Write(b)
+		}
+		var err error
+		if mod, err = d.compile(file, src.String()); err != nil {
 			return nil, err
 		}
 		d.modules[file] = mod
@@ -237,6 +255,7 @@ func (d *Device) flush() error {
 type dispatch struct {
 	k    *kernel
 	bg   *wgpu.BindGroup
+	id   int                       // in the browser: the (pipeline, bind group) pair's index in the device's table (encode_js.go)
 	grid func(n int) (x, y uint32) // workgroups
 
 	// Bytes of weights the launch reads from memory: weights once, or once per tile of tokens.
@@ -270,26 +289,33 @@ type tally struct {
 }
 
 // encode records ds, in order, for a pass of n tokens as one compute pass (WebGPU orders the dispatches'
-// storage accesses), adding them to t.
-func encode(enc *wgpu.CommandEncoder, n int, t *tally, ds ...dispatch) error {
+// storage accesses), adding them to t. The platform records the commands (record: natively one binding
+// call each; in the browser one JS call for the whole pass).
+func (d *Device) encode(enc *wgpu.CommandEncoder, n int, t *tally, ds ...dispatch) error {
 	pass := enc.BeginComputePass(nil)
 	defer pass.Release()
-	for _, c := range ds {
+	cmds := make([]command, len(ds))
+	for i, c := range ds {
 		x, y := c.grid(n)
-		pass.SetPipeline(c.k.pipe)
-		pass.SetBindGroup(0, c.bg, nil)
-		pass.DispatchWorkgroups(x, y, 1)
+		cmds[i] = command{c, x, y}
 		if t != nil {
 			t.dispatches++
 			t.weightBytes += c.weightBytes(n)
 		}
 	}
+	d.record(pass, cmds)
 	return pass.TryEnd()
+}
+
+// command is a dispatch with its grid for one pass.
+type command struct {
+	dispatch
+	x, y uint32
 }
 
 // run records ds for a pass of n tokens, submits it and returns without waiting.
 func (d *Device) run(n int, ds ...dispatch) error {
-	return d.submit(func(enc *wgpu.CommandEncoder) error { return encode(enc, n, nil, ds...) })
+	return d.submit(func(enc *wgpu.CommandEncoder) error { return d.encode(enc, n, nil, ds...) })
 }
 
 // submit records commands with rec and submits them. The encoder and the command buffer are released

@@ -22,6 +22,7 @@ type platform struct {
 	gone    atomic.Pointer[error] // set when the device's lost promise settles
 	staging js.Value              // a Uint8Array that writes pass through (see writeBytes)
 	batch   bool                  // inside batch: no scope per call
+	replay  replayer              // how passes are recorded (encode_js.go)
 }
 
 // open requests the adapter and device through navigator.gpu directly: the binding's RequestDevice drops
@@ -44,9 +45,15 @@ func (d *Device) open() error {
 			}
 		}
 		d.Adapter += " (" + strings.Join(parts, ", ") + ")"
+		d.Vendor, d.Architecture = info.Get("vendor").String(), info.Get("architecture").String()
+		d.Driver = info.Get("device").String() + " " + info.Get("description").String() + " " + js.Global().Get("navigator").Get("userAgent").String()
+	}
+	var features []any
+	if d.Subgroups = adapter.Get("features").Call("has", "subgroups").Bool(); d.Subgroups {
+		features = append(features, "subgroups")
 	}
 	d.Limits = requiredLimits(limitsOf(adapter.Get("limits")))
-	dev, ok := jsx.Await(adapter.Call("requestDevice", map[string]any{"requiredLimits": map[string]any{
+	dev, ok := jsx.Await(adapter.Call("requestDevice", map[string]any{"requiredFeatures": features, "requiredLimits": map[string]any{
 		"maxBufferSize":                     d.Limits.MaxBufferSize,
 		"maxStorageBufferBindingSize":       d.Limits.MaxStorageBufferBindingSize,
 		"maxStorageBuffersPerShaderStage":   d.Limits.MaxStorageBuffersPerShaderStage,
@@ -75,6 +82,9 @@ func (d *Device) open() error {
 	d.dev = wrapDevice(dev)
 	return nil
 }
+
+// subgroupsDirective goes in front of a module using subgroups: the browser's WGSL needs it.
+const subgroupsDirective = "enable subgroups;\n"
 
 // own returns obj: in the browser GPU objects are JavaScript's, freed by its garbage collector once nothing
 // refers to them (the binding's Release does nothing there), and no finalizer races a call.

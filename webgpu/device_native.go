@@ -47,12 +47,17 @@ func (d *Device) open() error {
 	d.plat.adapter = adapter
 	info := adapter.GetInfo()
 	d.Adapter = fmt.Sprintf("%s (%s, %s)", info.Device, info.BackendType, info.AdapterType)
+	d.Vendor, d.Architecture, d.Driver = info.Vendor, info.Architecture, info.Device+" "+info.Description
+	var features []wgpu.FeatureName
+	if d.Subgroups = adapter.HasFeature(wgpu.NativeFeatureSubgroup); d.Subgroups {
+		features = append(features, wgpu.NativeFeatureSubgroup)
+	}
 	// The device's limits are at least those asked for (its GetLimits frees a Go pointer in this binding
 	// version, so it is not called).
 	d.Limits = requiredLimits(adapter.GetLimits())
 	// No DeviceLostCallback: the binding's callback trips cgo's pointer checks. Validation errors are
 	// caught instead by the error scope the binding wraps around each Try call.
-	dev, err := adapter.RequestDevice(&wgpu.DeviceDescriptor{Label: "ilmweb", RequiredLimits: &d.Limits})
+	dev, err := adapter.RequestDevice(&wgpu.DeviceDescriptor{Label: "ilmweb", RequiredFeatures: features, RequiredLimits: &d.Limits})
 	if err != nil {
 		d.close()
 		return fmt.Errorf("webgpu: request device on %s: %w", d.Adapter, err)
@@ -93,6 +98,10 @@ func quietDeviceSelect() {
 		os.Setenv("NODEVICE_SELECT", "1")
 	}
 }
+
+// subgroupsDirective goes in front of a module using subgroups: none natively, where wgpu-native's
+// subgroup feature enables them and its WGSL parser rejects `enable subgroups;`.
+const subgroupsDirective = ""
 
 // scoped runs f. Natively the binding already wraps every Try call in a validation error scope and turns
 // what it catches (WGSL errors included) into the call's error.

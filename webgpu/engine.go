@@ -6,6 +6,7 @@ import (
 	"maps"
 	"math"
 	"slices"
+	"time"
 
 	"github.com/oliverbestmann/webgpu/wgpu"
 
@@ -24,6 +25,7 @@ type Engine struct {
 	chunk     int // tokens per prefill pass
 	logitRows int // rows of logits: tokens per pass when Forward returns every token's logits
 	mem       Memory
+	tuning    Tuning
 	stats     Stats
 	buffers   []*wgpu.Buffer // everything New allocated, for Close
 
@@ -54,6 +56,9 @@ type Options struct {
 	// KVF16 keeps the KV cache in f16 (packed in pairs, no shader-f16 needed): half its memory and
 	// attention's reads, for a small loss of precision (see TestEngineKVF16). The default is f32.
 	KVF16 bool
+	// Kernels forces kernel variants (variants.go); those left empty are chosen by the autotune at load
+	// (autotune.go), whose choice Engine.Tuning reports.
+	Kernels Kernels
 }
 
 // Memory is the engine's plan of GPU memory, in bytes.
@@ -126,6 +131,10 @@ func newEngine(d *Device, c *model.Config, layout Layout, o Options) (*Engine, m
 	if e.mem, err = e.plan(layout, o.MemoryBudget); err != nil {
 		return nil, nil, err
 	}
+	// The autotune's scratch (one layer's matrices and KV cache) is freed before the engine allocates.
+	if e.tuning, err = d.autotune(c, layout["model.layers.0.self_attn.q_proj.weight"].DType, o); err != nil {
+		return nil, nil, err
+	}
 	b := &builder{d: d, e: e, layout: layout, targets: map[string]*target{}}
 	if err := d.batch(func() error { return b.build(stacks) }); err != nil {
 		e.Close()
@@ -145,6 +154,9 @@ func (e *Engine) Close() {
 	e.buffers = nil
 }
 
+// Tuning is the kernel variants the engine runs and how they were chosen.
+func (e *Engine) Tuning() Tuning { return e.tuning }
+
 // Memory is the engine's GPU memory, as planned before allocating it.
 func (e *Engine) Memory() Memory { return e.mem }
 
@@ -157,7 +169,7 @@ func (e *Engine) scratch() map[string]uint64 {
 		"qkv":             4 * C * (Q + 2*KV), // [chunk, Q+2KV] q, k, v projections
 		"att":             4 * C * Q,          // [chunk, Q] attention output
 		"gu":              4 * C * F,          // [chunk, F] silu(gate)·up
-		"scores":          4 * uint64(c.NumAttentionHeads*e.maxCtx),
+		"scores":          4 * uint64(max(c.NumAttentionHeads*e.maxCtx, partialsFloats(c.NumAttentionHeads, c.HeadDim))),
 		"logits":          4 * uint64(e.logitRows) * V,
 		"logits staging":  4 * uint64(e.logitRows) * V,
 		"tokens":          4 * C,
@@ -345,7 +357,10 @@ func (e *Engine) forward(tokens []int, pos int, all bool, req *topkRequest) ([][
 		}
 		var t tally
 		err := e.dev.submit(func(enc *wgpu.CommandEncoder) error {
-			if err := encode(enc, n, &t, pass...); err != nil {
+			start := time.Now()
+			err := e.dev.encode(enc, n, &t, pass...)
+			cnt.Encoding += time.Since(start)
+			if err != nil {
 				return err
 			}
 			if rows > 0 {

@@ -131,14 +131,15 @@ func TestEngineMatchesCPU(t *testing.T) {
 	} {
 		t.Run(src.name, func(t *testing.T) {
 			cfg, weights := src.load(t)
-			t.Run("f32", func(t *testing.T) { decodeAgainstCPU(t, d, cfg, weights) })
-			t.Run("q4", func(t *testing.T) { decodeAgainstCPU(t, d, cfg, q4Weights(weights)) })
+			t.Run("f32", func(t *testing.T) { decodeAgainstCPU(t, d, cfg, weights, Options{}) })
+			t.Run("q4", func(t *testing.T) { decodeAgainstCPU(t, d, cfg, q4Weights(weights), Options{}) })
 		})
 	}
 }
 
-// decodeAgainstCPU runs w on the GPU (its Linear.Q where set) and on the CPU (Linear.W).
-func decodeAgainstCPU(t *testing.T, d *Device, cfg *model.Config, w *model.Weights) {
+// decodeAgainstCPU runs w on the GPU (its Linear.Q where set; o's kernels, autotuned where empty) and on
+// the CPU (Linear.W).
+func decodeAgainstCPU(t *testing.T, d *Device, cfg *model.Config, w *model.Weights, o Options) {
 	const steps = 64
 	prompt := make([]int, cfg.MaxPositionEmbeddings-steps/2)
 	rng := rand.New(rand.NewPCG(1, 2))
@@ -146,8 +147,11 @@ func decodeAgainstCPU(t *testing.T, d *Device, cfg *model.Config, w *model.Weigh
 		prompt[i] = rng.IntN(cfg.VocabSize)
 	}
 	maxCtx := len(prompt) + steps
-	gpu, err := New(d, cfg, w, maxCtx)
+	o.MaxContext = maxCtx
+	gpu, err := NewWithOptions(d, cfg, w, o)
 	require.NoError(t, err)
+	defer gpu.Close()
+	t.Logf("kernels: %v", gpu.Tuning())
 	cpu := model.NewCPU(cfg, w, maxCtx)
 	var worst float64
 	compare := func(what string, pos int, got, want [][]float32) {
@@ -200,50 +204,59 @@ func TestEngineKVF16(t *testing.T) {
 		cfg  *model.Config
 		w    *model.Weights
 	}{{"tiny f32", m.Config, m.Weights}, {"tiny q4", m.Config, q4Weights(m.Weights)}, {"random f32", rc, rw}} {
-		cfg := src.cfg
-		const steps = 64
-		prompt := make([]int, cfg.MaxPositionEmbeddings-steps/2)
-		rng := rand.New(rand.NewPCG(1, 2))
-		for i := range prompt {
-			prompt[i] = rng.IntN(cfg.VocabSize)
-		}
-		maxCtx := len(prompt) + steps
-		gpu, err := NewWithOptions(d, cfg, src.w, Options{MaxContext: maxCtx, KVF16: true})
+		worst, flips, f16 := deviation(t, d, src.cfg, src.w, Options{KVF16: true})
+		f32, err := New(d, src.cfg, src.w, f16.maxCtx)
 		require.NoError(t, err)
-		f32, err := New(d, cfg, src.w, maxCtx)
-		require.NoError(t, err)
-		require.Equal(t, f32.Memory().KVCache/2, gpu.Memory().KVCache)
-		cpu := model.NewCPU(cfg, src.w, maxCtx)
-		got, err := gpu.Forward(prompt, 0, true)
-		require.NoError(t, err)
-		want, err := cpu.Forward(prompt, 0, true)
-		require.NoError(t, err)
-		var worst float64
-		flips := 0
-		for pos := 0; ; pos++ {
-			for i := range want {
-				worst = math.Max(worst, golden.LogprobDiff(got[i], want[i]))
-			}
-			if pos == 0 {
-				pos = len(prompt)
-			}
-			if pos == maxCtx {
-				break
-			}
-			tok := argmax(want[len(want)-1])
-			if argmax(got[len(got)-1]) != tok {
-				flips++
-			}
-			got, err = gpu.Forward([]int{tok}, pos, false)
-			require.NoError(t, err)
-			want, err = cpu.Forward([]int{tok}, pos, false)
-			require.NoError(t, err)
-		}
-		t.Logf("%s, f16 KV cache: %d positions, max |Δ log-prob| %.2e, %d of %d greedy tokens differ", src.name, maxCtx, worst, flips, steps)
+		require.Equal(t, f32.Memory().KVCache/2, f16.Memory().KVCache)
+		t.Logf("%s, f16 KV cache: %d positions, max |Δ log-prob| %.2e, %d of 64 greedy tokens differ", src.name, f16.maxCtx, worst, flips)
 		require.Less(t, worst, 0.05, src.name)
-		gpu.Close()
 		f32.Close()
 	}
+}
+
+// deviation runs the engine with o against model.CPU (f32 throughout) as TestEngineMatchesCPU does, without
+// its bound: a prompt prefilled with every position's logits, then 64 greedy steps (the CPU's tokens). It
+// returns the largest |Δ log-prob|, how many greedy tokens the GPU would have picked differently, and the
+// engine (closed when the test ends).
+func deviation(t *testing.T, d *Device, cfg *model.Config, w *model.Weights, o Options) (float64, int, *Engine) {
+	const steps = 64
+	prompt := make([]int, cfg.MaxPositionEmbeddings-steps/2)
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := range prompt {
+		prompt[i] = rng.IntN(cfg.VocabSize)
+	}
+	maxCtx := len(prompt) + steps
+	o.MaxContext = maxCtx
+	gpu, err := NewWithOptions(d, cfg, w, o)
+	require.NoError(t, err)
+	t.Cleanup(gpu.Close)
+	cpu := model.NewCPU(cfg, w, maxCtx)
+	got, err := gpu.Forward(prompt, 0, true)
+	require.NoError(t, err)
+	want, err := cpu.Forward(prompt, 0, true)
+	require.NoError(t, err)
+	var worst float64
+	flips := 0
+	for pos := 0; ; pos++ {
+		for i := range want {
+			worst = math.Max(worst, golden.LogprobDiff(got[i], want[i]))
+		}
+		if pos == 0 {
+			pos = len(prompt)
+		}
+		if pos == maxCtx {
+			break
+		}
+		tok := argmax(want[len(want)-1])
+		if argmax(got[len(got)-1]) != tok {
+			flips++
+		}
+		got, err = gpu.Forward([]int{tok}, pos, false)
+		require.NoError(t, err)
+		want, err = cpu.Forward([]int{tok}, pos, false)
+		require.NoError(t, err)
+	}
+	return worst, flips, gpu
 }
 
 // The engine with f32 weights against the independent reference's log-probs, through model.Session as
@@ -398,9 +411,16 @@ func TestEngineStats(t *testing.T) {
 		require.NoError(t, err)
 	}
 	s := gpu.Stats()
-	require.Equal(t, Counts{Calls: 5, Tokens: 5, Dispatches: 5 * (6*L + 2), Submits: 5, WeightBytes: 5 * weights,
-		ReadbackBytes: 5 * uint64(4*m.Config.VocabSize)}, s.Decode)
-	require.Equal(t, float64(6*L+2), s.Decode.DispatchesPerToken())
+	require.Positive(t, s.Decode.Encoding)
+	perLayer := 6 // dispatches of a decoded token's layer: 7 with split-KV attention (split, then merge)
+	if attentionSplits(gpu.Tuning().Kernels.Attention) > 0 {
+		perLayer = 7
+	}
+	decode := s.Decode
+	decode.Encoding = 0
+	require.Equal(t, Counts{Calls: 5, Tokens: 5, Dispatches: 5 * (perLayer*L + 2), Submits: 5, WeightBytes: 5 * weights,
+		ReadbackBytes: 5 * uint64(4*m.Config.VocabSize)}, decode)
+	require.Equal(t, float64(perLayer*L+2), s.Decode.DispatchesPerToken())
 	require.Equal(t, 1.0, s.Decode.SubmitsPerToken())
 	require.Equal(t, float64(weights), s.Decode.WeightBytesPerToken())
 	require.Equal(t, 1, s.Prefill.Calls)
@@ -420,7 +440,7 @@ func TestEngineStats(t *testing.T) {
 	s2 := gpu.Stats().Decode
 	require.Equal(t, 7, s2.Calls)
 	require.Len(t, gpu.sampling.topk, 1)
-	require.Equal(t, s.Decode.Dispatches+(6*L+2+2)+(6*L+2+1), s2.Dispatches)
+	require.Equal(t, s.Decode.Dispatches+(perLayer*L+2+2)+(perLayer*L+2+1), s2.Dispatches)
 	require.Equal(t, 7, s2.Submits)
 	require.Equal(t, s.Decode.ReadbackBytes+8*40+8, s2.ReadbackBytes)
 }

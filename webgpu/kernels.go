@@ -82,7 +82,7 @@ func (d *Device) opWith(file, entry string, grid func(int) (uint32, uint32), buf
 	if err != nil {
 		return dispatch{}, err
 	}
-	return dispatch{k: k, bg: bg, grid: grid}, nil
+	return dispatch{k: k, bg: bg, id: d.register(k, bg), grid: grid}, nil
 }
 
 // absentBuffer is bound in place of an optional input (bias, norm weight) that a kernel's flags leave unread.
@@ -211,6 +211,8 @@ type fusion struct {
 	norm *wgpu.Buffer // RMS-normalise x first with this weight [cols] (model.RMSNorm), or nil
 	eps  float64
 	mode int // one of the modes below
+	// variant is the matvec variant computing it (variants.go); empty: the default. matmul has one.
+	variant string
 }
 
 // The output modes of matvec.wgsl and matmul.wgsl.
@@ -249,7 +251,32 @@ func (d *Device) linear(family string, m *matrix, step, x, y, bias *wgpu.Buffer,
 	if f.mode == glu {
 		yStride /= 2
 	}
+	file, entry := family, family+"_"+m.dtype
 	var ds []dispatch
+	// step and x, or for q8 the quantized x and its scales (bindings 8, 9) and no step
+	inputs := []*wgpu.Buffer{step, x, nil, nil}
+	if family == "matvec" {
+		v, err := matvecVariantNamed(f.variant)
+		if err != nil {
+			return nil, err
+		}
+		file = v.file
+		if m.dtype == model.DTypeQ4 {
+			entry += v.suffix
+			if v.q8 {
+				q, qx, err := d.quantizeQ8(file, m.cols, step, x, f)
+				if err != nil {
+					return nil, fmt.Errorf("%s: %w", m.name, err)
+				}
+				ds = append(ds, q)
+				inputs = []*wgpu.Buffer{nil, nil, qx[0], qx[1]}
+				flags &^= 2 // normalised by quantize_q8
+				norm = nil
+			}
+		} else {
+			entry += v.f32
+		}
+	}
 	for i, b := range m.blocks {
 		var grid func(int) (uint32, uint32)
 		tile := 0
@@ -260,9 +287,11 @@ func (d *Device) linear(family string, m *matrix, step, x, y, bias *wgpu.Buffer,
 			grid = func(n int) (uint32, uint32) { return rowTiles, d.workgroups(n, tileTokens) }
 			tile = tileTokens
 		}
-		c, err := d.op(family, family+"_"+m.dtype, grid,
-			[]any{b.rows, m.cols, b.row0, flags, f.mode, float32(f.eps), yStride},
-			step, x, y, b.data, b.scales, bias, norm)
+		bufs := []*wgpu.Buffer{inputs[0], inputs[1], y, b.data, b.scales, bias, norm}
+		if inputs[2] != nil {
+			bufs = append(bufs, inputs[2], inputs[3])
+		}
+		c, err := d.op(file, entry, grid, []any{b.rows, m.cols, b.row0, flags, f.mode, float32(f.eps), yStride}, bufs...)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", m.name, err)
 		}
@@ -325,7 +354,7 @@ func (d *Device) attention(step, qkv, k, v, scores, out *wgpu.Buffer, heads, kvH
 		return dispatch{}, err
 	}
 	scale := float32(1 / math.Sqrt(float64(headDim)))
-	return d.op("attention", "attention", fixed(uint32(heads)), []any{heads, kvHeads, headDim, qStride, maxCtx, scale, flag(kvF16)},
+	return d.op("attention", "attention", fixed(uint32(heads)), []any{heads, kvHeads, headDim, qStride, maxCtx, scale, flag(kvF16), 0},
 		step, qkv, k, v, out, scores)
 }
 
@@ -337,7 +366,7 @@ func (d *Device) attentionPrefill(step, qkv, k, v, out *wgpu.Buffer, heads, kvHe
 	}
 	scale := float32(1 / math.Sqrt(float64(headDim)))
 	grid := func(n int) (uint32, uint32) { return d.workgroups(n, prefillBlock), uint32(heads) }
-	return d.op("attention", "attention_prefill", grid, []any{heads, kvHeads, headDim, qStride, 0, scale, flag(kvF16)},
+	return d.op("attention", "attention_prefill", grid, []any{heads, kvHeads, headDim, qStride, 0, scale, flag(kvF16), 0},
 		step, qkv, k, v, out)
 }
 

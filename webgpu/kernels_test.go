@@ -213,10 +213,11 @@ type linearCase struct {
 	bias, norm bool
 	mode       int
 	blockBytes uint64 // forces row blocks when small
+	variant    string // of matvec (variants.go); empty: the default
 }
 
 func (tc linearCase) String() string {
-	return fmt.Sprintf("%s %dx%d bias=%v norm=%v %s block=%d", tc.dtype, tc.rows, tc.cols, tc.bias, tc.norm, modeNames[tc.mode], tc.blockBytes)
+	return fmt.Sprintf("%s %dx%d bias=%v norm=%v %s block=%d %s", tc.dtype, tc.rows, tc.cols, tc.bias, tc.norm, modeNames[tc.mode], tc.blockBytes, tc.variant)
 }
 
 // testLinear runs family ("matvec" or "matmul") on T tokens of random input against linearTwin: matvec
@@ -261,10 +262,15 @@ func testLinear(t *testing.T, d *Device, rng *rand.Rand, family string, T int, t
 		require.NoError(t, write(d, xb, 0, x))
 	}
 	y := input(t, d, "y", y0)
-	cs, err := d.linear(family, m, testStep(t, d, 3, T), xb, y, biasBuf, fusion{norm: normBuf, eps: 1e-5, mode: tc.mode})
+	cs, err := d.linear(family, m, testStep(t, d, 3, T), xb, y, biasBuf, fusion{norm: normBuf, eps: 1e-5, mode: tc.mode, variant: tc.variant})
 	require.NoError(t, err)
 	require.NoError(t, d.run(T, cs...))
-	requireClose(t, want, readOutput(t, d, y, len(want)), name)
+	got := readOutput(t, d, y, len(want))
+	if v, _ := matvecVariantNamed(tc.variant); family == "matvec" && v.q8 && tc.dtype == model.DTypeQ4 {
+		requireQ8Close(t, want, got, q8Bounds(x, l, norm, tc.mode, y0), name)
+		return
+	}
+	requireClose(t, want, got, name)
 }
 
 var linearCases = []linearCase{
@@ -446,8 +452,9 @@ type attentionCase struct {
 	f16                                bool // the cache holds f16 pairs
 }
 
-func (tc attentionCase) run(t *testing.T, d *Device, rng *rand.Rand, decode bool) {
-	name := fmt.Sprintf("heads=%d/%d hd=%d pos=%d n=%d f16=%v", tc.heads, tc.kvHeads, tc.hd, tc.pos, tc.n, tc.f16)
+// run runs the decode kernel (decode; with splits > 0 its split-KV variant) or the prefill kernel.
+func (tc attentionCase) run(t *testing.T, d *Device, rng *rand.Rand, decode bool, splits int) {
+	name := fmt.Sprintf("heads=%d/%d hd=%d pos=%d n=%d f16=%v splits=%d", tc.heads, tc.kvHeads, tc.hd, tc.pos, tc.n, tc.f16, splits)
 	Q, KV := tc.heads*tc.hd, tc.kvHeads*tc.hd
 	stride := Q + 2*KV
 	qkv := randFloats(rng, tc.n*stride, 1)
@@ -468,22 +475,33 @@ func (tc attentionCase) run(t *testing.T, d *Device, rng *rand.Rand, decode bool
 
 	out := output(t, d, "out", len(q))
 	var c dispatch
-	scores := output(t, d, "scores", tc.heads*tc.maxCtx)
+	scoresLen := tc.heads * tc.maxCtx
+	if splits > 0 {
+		scoresLen = tc.heads * splits * (2 + tc.hd)
+	}
+	scores := output(t, d, "scores", scoresLen)
 	kb, err := upload(d, "k", append(kvWords(k, tc.f16), guardValue))
 	require.NoError(t, err)
 	vb, err := upload(d, "v", append(kvWords(v, tc.f16), guardValue))
 	require.NoError(t, err)
-	if decode {
+	cs := []dispatch{}
+	switch {
+	case decode && splits > 0:
+		cs, err = d.attentionSplit(testStep(t, d, tc.pos, tc.n), input(t, d, "qkv", qkv), kb, vb,
+			scores, out, tc.heads, tc.kvHeads, tc.hd, stride, splits, tc.f16)
+	case decode:
 		c, err = d.attention(testStep(t, d, tc.pos, tc.n), input(t, d, "qkv", qkv), kb, vb,
 			scores, out, tc.heads, tc.kvHeads, tc.hd, stride, tc.maxCtx, tc.f16)
-	} else {
+		cs = []dispatch{c}
+	default:
 		c, err = d.attentionPrefill(testStep(t, d, tc.pos, tc.n), input(t, d, "qkv", qkv), kb, vb,
 			out, tc.heads, tc.kvHeads, tc.hd, stride, tc.f16)
+		cs = []dispatch{c}
 	}
 	require.NoError(t, err)
-	require.NoError(t, d.run(tc.n, c))
+	require.NoError(t, d.run(tc.n, cs...))
 	requireClose(t, want, readOutput(t, d, out, len(q)), name)
-	readOutput(t, d, scores, tc.heads*tc.maxCtx) // its guard words
+	readOutput(t, d, scores, scoresLen) // its guard words
 }
 
 func TestAttention(t *testing.T) {
@@ -496,7 +514,7 @@ func TestAttention(t *testing.T) {
 		{32, 2, 128, 600, 1, 700, false},
 		{32, 2, 128, 600, 1, 700, true},
 	} {
-		tc.run(t, d, rng, true)
+		tc.run(t, d, rng, true, 0)
 	}
 }
 
@@ -511,7 +529,7 @@ func TestAttentionPrefill(t *testing.T) {
 		{32, 2, 128, 90, 20, 111, false},
 		{32, 2, 128, 90, 20, 111, true},
 	} {
-		tc.run(t, d, rng, false)
+		tc.run(t, d, rng, false, 0)
 	}
 }
 

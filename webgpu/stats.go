@@ -1,5 +1,7 @@
 package webgpu
 
+import "time"
+
 // Stats counts the work the engine recorded and submitted since New, by phase: Forward and ForwardTopK
 // calls of one token (decoding) and of several (prefill).
 type Stats struct {
@@ -12,6 +14,17 @@ type Counts struct {
 	Dispatches, Submits int
 	WeightBytes         uint64 // bytes of weights the dispatches read: a matrix once per dispatch, or once per tile of tokens
 	ReadbackBytes       uint64 // bytes copied back to the CPU (logits, or top-k pairs)
+	// Encoding is the time spent recording the passes' dispatches (in the browser: Go → syscall/js →
+	// WebGPU calls), the CPU cost per dispatch that the GPU cannot hide.
+	Encoding time.Duration
+}
+
+// EncodingPerDispatch is the average time spent recording one dispatch.
+func (c Counts) EncodingPerDispatch() time.Duration {
+	if c.Dispatches == 0 {
+		return 0
+	}
+	return c.Encoding / time.Duration(c.Dispatches)
 }
 
 // DispatchesPerToken is the average number of compute dispatches per token.

@@ -1,0 +1,44 @@
+package webgpu
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// The autotune measures once per device and shapes, forced variants override it, and unknown ones are
+// refused by name.
+func TestAutotune(t *testing.T) {
+	d := testDevice(t)
+	t.Setenv("XDG_CACHE_HOME", t.TempDir()) // the user cache dir natively: start without a cached choice
+	t.Setenv("HOME", t.TempDir())
+	cfg, w := randomModel(3, 999)
+	o := Options{MaxContext: 300}
+	first, err := NewWithOptions(d, cfg, w, o)
+	require.NoError(t, err)
+	defer first.Close()
+	tu := first.Tuning()
+	t.Logf("autotune on %s: %v; candidates %v", d.Adapter, tu, tu.Times)
+	require.Contains(t, []string{"measured", "device"}, tu.Source)
+	require.Contains(t, MatvecVariants(), tu.Kernels.Matvec)
+	require.Contains(t, AttentionVariants(), tu.Kernels.Attention)
+
+	clear(d.tuned) // a new load on this adapter: the cache file answers
+	second, err := NewWithOptions(d, cfg, w, o)
+	require.NoError(t, err)
+	defer second.Close()
+	require.Equal(t, "cache", second.Tuning().Source)
+	require.Equal(t, tu.Kernels, second.Tuning().Kernels)
+
+	o.Kernels = Kernels{Attention: "split8"}
+	forced, err := NewWithOptions(d, cfg, w, o)
+	require.NoError(t, err)
+	defer forced.Close()
+	require.Equal(t, Kernels{Matvec: tu.Kernels.Matvec, Attention: "split8"}, forced.Tuning().Kernels)
+	require.Equal(t, "forced", forced.Tuning().Source)
+
+	_, err = NewWithOptions(d, cfg, w, Options{MaxContext: 300, Kernels: Kernels{Matvec: "fastest"}})
+	require.ErrorContains(t, err, `matvec variant "fastest": not one of [wg64`)
+	_, err = NewWithOptions(d, cfg, w, Options{MaxContext: 300, Kernels: Kernels{Attention: "split3"}})
+	require.ErrorContains(t, err, `attention variant "split3"`)
+}
