@@ -61,6 +61,17 @@ type Options struct {
 	Kernels Kernels
 }
 
+// withDefaults fills in the settings left 0.
+func (o Options) withDefaults() Options {
+	if o.MaxContext == 0 {
+		o.MaxContext = 4096
+	}
+	if o.PrefillChunk == 0 {
+		o.PrefillChunk = 128
+	}
+	return o
+}
+
 // Memory is the engine's plan of GPU memory, in bytes.
 type Memory struct {
 	Weights, KVCache, Scratch uint64
@@ -108,29 +119,13 @@ func NewWithOptions(d *Device, c *model.Config, w *model.Weights, o Options) (*E
 // newEngine plans and allocates an engine for the tensors of layout, recording its passes; the weights'
 // buffers are left zeroed, with the targets that Loader.Put writes the tensors to.
 func newEngine(d *Device, c *model.Config, layout Layout, o Options) (*Engine, map[string]*target, error) {
-	if o.MaxContext == 0 {
-		o.MaxContext = 4096
-	}
-	if o.PrefillChunk == 0 {
-		o.PrefillChunk = 128
-	}
-	if o.MaxContext < 0 || o.PrefillChunk < 0 {
-		return nil, nil, fmt.Errorf("webgpu: context length %d and prefill chunk %d must be positive", o.MaxContext, o.PrefillChunk)
-	}
-	if err := checkAttention(c.NumAttentionHeads, c.NumKeyValueHeads, c.HeadDim); err != nil {
-		return nil, nil, fmt.Errorf("webgpu: %w", err)
-	}
-	e := &Engine{dev: d, cfg: c, maxCtx: o.MaxContext, kvF16: o.KVF16, chunk: min(o.PrefillChunk, o.MaxContext)}
-	// Every token's logits come back through logits [logitRows, vocab]: at most 16 MiB of them per pass.
-	e.logitRows = max(1, min(e.chunk, (16<<20)/(4*c.VocabSize)))
-	stacks, vectors := e.tensors()
-	if err := checkLayout(layout, stacks, vectors); err != nil {
+	o = o.withDefaults()
+	e, err := planned(d.Limits, c, layout, o)
+	if err != nil {
 		return nil, nil, err
 	}
-	var err error
-	if e.mem, err = e.plan(layout, o.MemoryBudget); err != nil {
-		return nil, nil, err
-	}
+	e.dev = d
+	stacks, _ := e.tensors()
 	// The autotune's scratch (one layer's matrices and KV cache) is freed before the engine allocates.
 	if e.tuning, err = d.autotune(c, layout["model.layers.0.self_attn.q_proj.weight"].DType, o); err != nil {
 		return nil, nil, err
@@ -179,9 +174,43 @@ func (e *Engine) scratch() map[string]uint64 {
 	}
 }
 
+// Plan sizes the engine for the tensors of layout on a device with limits lim, allocating nothing, and
+// fails as NewWithOptions would (ErrLimits, ErrOutOfMemory over o.MemoryBudget): the page checks a model
+// against the adapter from its manifest before downloading it.
+func Plan(lim wgpu.Limits, c *model.Config, layout Layout, o Options) (Memory, error) {
+	e, err := planned(lim, c, layout, o)
+	if err != nil {
+		return Memory{}, err
+	}
+	return e.mem, nil
+}
+
+// planned is an engine with its settings and memory plan, before it has a device or any buffer.
+func planned(lim wgpu.Limits, c *model.Config, layout Layout, o Options) (*Engine, error) {
+	o = o.withDefaults()
+	if o.MaxContext < 0 || o.PrefillChunk < 0 {
+		return nil, fmt.Errorf("webgpu: context length %d and prefill chunk %d must be positive", o.MaxContext, o.PrefillChunk)
+	}
+	if err := checkAttention(c.NumAttentionHeads, c.NumKeyValueHeads, c.HeadDim); err != nil {
+		return nil, fmt.Errorf("webgpu: %w", err)
+	}
+	e := &Engine{cfg: c, maxCtx: o.MaxContext, kvF16: o.KVF16, chunk: min(o.PrefillChunk, o.MaxContext)}
+	// Every token's logits come back through logits [logitRows, vocab]: at most 16 MiB of them per pass.
+	e.logitRows = max(1, min(e.chunk, (16<<20)/(4*c.VocabSize)))
+	stacks, vectors := e.tensors()
+	if err := checkLayout(layout, stacks, vectors); err != nil {
+		return nil, err
+	}
+	var err error
+	if e.mem, err = e.plan(lim, layout, o.MemoryBudget); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
 // plan sizes the weights, KV cache and scratch, and checks them against the device's limits and budget.
-func (e *Engine) plan(layout Layout, budget uint64) (Memory, error) {
-	c, lim := e.cfg, e.dev.Limits
+func (e *Engine) plan(lim wgpu.Limits, layout Layout, budget uint64) (Memory, error) {
+	c := e.cfg
 	var m Memory
 	for _, h := range layout {
 		m.Weights += uint64(4 * h.Rows * (h.RowWords() + h.ScaleWords()))
