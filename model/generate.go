@@ -50,6 +50,9 @@ type GenerateOptions struct {
 	// Prefill, when set, is told after each chunk of the prompt's prefill how many of the tokens to run
 	// have run.
 	Prefill func(done, total int)
+	// PrefillChunk is the most prompt tokens one Forward call runs; 0 means 128. Smaller chunks tell
+	// Prefill more often and notice cancellation sooner, at some cost in speed.
+	PrefillChunk int
 	// Grammar, when set, constrains the answer (grammar.go): only tokens it allows are sampled, from the
 	// logits of the whole vocabulary, and the answer ends (finish reason "stop") as soon as the grammar is
 	// complete and nothing may follow. As the budget (MaxTokens, or the context) runs out, only tokens
@@ -112,7 +115,11 @@ func (s *Session) Generate(ctx context.Context, prompt []int, opt GenerateOption
 		return sampler.Sample(out[0], context), nil
 	}
 
-	id, err := s.prefill(ctx, prompt, &res, opt.Prefill, next)
+	chunk := opt.PrefillChunk
+	if chunk <= 0 {
+		chunk = prefillChunk
+	}
+	id, err := s.prefill(ctx, prompt, &res, chunk, opt.Prefill, next)
 	if err != nil {
 		return res, err
 	}
@@ -147,7 +154,7 @@ func (s *Session) Generate(ctx context.Context, prompt []int, opt GenerateOption
 
 // prefill runs the part of prompt not already cached, the last piece through next, and returns the token
 // next picked.
-func (s *Session) prefill(ctx context.Context, prompt []int, res *Result, progress func(done, total int),
+func (s *Session) prefill(ctx context.Context, prompt []int, res *Result, chunk int, progress func(done, total int),
 	next func([]int, int) (int, error)) (int, error) {
 	n := 0
 	for n < len(s.cached) && n < len(prompt) && s.cached[n] == prompt[n] {
@@ -161,7 +168,7 @@ func (s *Session) prefill(ctx context.Context, prompt []int, res *Result, progre
 		if err := ctx.Err(); err != nil {
 			return 0, err
 		}
-		end := min(n+prefillChunk, len(prompt))
+		end := min(n+chunk, len(prompt))
 		if len(prompt) > s.cfg.MaxPositionEmbeddings {
 			// Beyond max_position_embeddings dynamic NTK scales RoPE by the length of the call: run the
 			// prompt in one call, as HF does, so every position gets the same rotation it would there.
@@ -188,6 +195,9 @@ func (s *Session) prefill(ctx context.Context, prompt []int, res *Result, progre
 		n = end
 	}
 }
+
+// Cached is the tokens whose keys and values are in the cache, in order (the caller must not change it).
+func (s *Session) Cached() []int { return s.cached }
 
 // Reset forgets the cached conversation.
 func (s *Session) Reset() { s.cached = s.cached[:0] }

@@ -172,3 +172,34 @@ func TestGeneratePrefillProgress(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, [][2]int{{3, 3}}, got)
 }
+
+// A smaller prefill chunk tells progress more often, can be stopped between chunks, and changes nothing else.
+func TestGeneratePrefillChunk(t *testing.T) {
+	m := tinyModel(t)
+	prompt := make([]int, 23)
+	for i := range prompt {
+		prompt[i] = 10 + 7*i
+	}
+	run := func(chunk int, progress func(done, total int)) Result {
+		s := NewSession(NewCPU(m.Config, m.Weights, 64), m.Config)
+		opt := GenerateOptions{MaxTokens: 6, Sampling: Greedy(), PrefillChunk: chunk, Prefill: progress}
+		res, err := s.Generate(context.Background(), prompt, opt, func(int) error { return nil })
+		require.NoError(t, err)
+		return res
+	}
+	var got [][2]int
+	small := run(5, func(done, total int) { got = append(got, [2]int{done, total}) })
+	require.Equal(t, [][2]int{{5, 23}, {10, 23}, {15, 23}, {20, 23}, {23, 23}}, got)
+	require.Equal(t, run(0, nil).Tokens, small.Tokens)
+
+	// cancelled after the first chunk: the prefill stops there
+	ctx, cancel := context.WithCancel(context.Background())
+	s := NewSession(NewCPU(m.Config, m.Weights, 64), m.Config)
+	got = nil
+	opt := GenerateOptions{MaxTokens: 6, Sampling: Greedy(), PrefillChunk: 5,
+		Prefill: func(done, total int) { got = append(got, [2]int{done, total}); cancel() }}
+	_, err := s.Generate(ctx, prompt, opt, func(int) error { return nil })
+	require.ErrorIs(t, err, context.Canceled)
+	require.Equal(t, [][2]int{{5, 23}}, got)
+	require.Equal(t, prompt[:5], s.Cached(), "what was prefilled stays cached")
+}
