@@ -249,6 +249,7 @@ func (b *builder) build(stacks []stackSpec) error {
 		p := fmt.Sprintf("model.layers.%d.", i)
 		kc := b.buf(p+"k_cache", int(e.kvBytes()/4)) // [maxCtx, KV] in f32, or f16 pairs
 		vc := b.buf(p+"v_cache", int(e.kvBytes()/4))
+		e.kcache, e.vcache = append(e.kcache, kc), append(e.vcache, vc)
 		inNorm := b.vec(p+"input_layernorm.weight", D)
 		postNorm := b.vec(p+"post_attention_layernorm.weight", D)
 		ls := stacks[1+4*i : 5+4*i]

@@ -28,6 +28,8 @@ type Engine struct {
 	tuning    Tuning
 	stats     Stats
 	buffers   []*wgpu.Buffer // everything New allocated, for Close
+	kcache    []*wgpu.Buffer // per layer [maxCtx, KV] keys, f32 or f16 pairs (kvsnapshot.go)
+	vcache    []*wgpu.Buffer // per layer values, as kcache
 
 	step    *wgpu.Buffer // uniform Step {pos, n} of the pass
 	tokens  *wgpu.Buffer // [chunk] token ids of the pass
