@@ -344,8 +344,15 @@ func (w *faultWriter) Write(p []byte) (int, error) {
 
 // ---- the browser ----
 
-// newBrowser starts headless Chromium with a fresh profile (DESIGN.md's flags) and returns a tab's context.
+// newBrowser starts headless Chromium with a fresh profile (DESIGN.md's flags) and returns a tab's context,
+// which ends after 4 minutes.
 func newBrowser(t *testing.T) context.Context {
+	t.Helper()
+	return newBrowserFor(t, 4*time.Minute)
+}
+
+// newBrowserFor is newBrowser whose context ends after timeout.
+func newBrowserFor(t *testing.T, timeout time.Duration) context.Context {
 	t.Helper()
 	exe := chromiumPath(t)
 	profile, err := os.MkdirTemp("", "ilmweb-e2e-chromium-")
@@ -364,7 +371,7 @@ func newBrowser(t *testing.T) context.Context {
 	)
 	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancelTab := chromedp.NewContext(actx)
-	ctx, cancelTimeout := context.WithTimeout(ctx, 4*time.Minute)
+	ctx, cancelTimeout := context.WithTimeout(ctx, timeout)
 	t.Cleanup(func() {
 		cancelTimeout()
 		cancelTab()

@@ -1,15 +1,20 @@
 //go:build js && wasm
 
 // Command wasm is the engine inside the browser: built with GOOS=js GOARCH=wasm and started in a Web
-// Worker (web/worker.js), it publishes globalThis.ilmwebEngine with load, chat, abort and tokenize.
-// The worker downloads and verifies the shards; this side tokenizes, runs the decoder and samples.
+// Worker (web/worker.js), it publishes globalThis.ilmwebEngine with check, load, chat, abort and tokenize.
+// The worker downloads and verifies the shards; this side checks that the model fits before they are
+// fetched, tokenizes, runs the decoder, samples, and keeps the system prompt's KV cache in the browser's
+// storage (through the worker) so that a reloaded page does not prefill it again.
 package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"sync"
@@ -23,6 +28,7 @@ import (
 func main() {
 	e := &engine{}
 	api := js.Global().Get("Object").New()
+	api.Set("check", js.FuncOf(e.check))
 	api.Set("load", js.FuncOf(e.load))
 	api.Set("chat", js.FuncOf(e.chat))
 	api.Set("abort", js.FuncOf(e.abort))
@@ -45,10 +51,22 @@ type engine struct {
 	cancel  context.CancelFunc // of the running chat
 	vocab   *model.Vocab       // of the loaded model, built on the first constrained chat
 	formats map[string]*model.Grammar
+
+	prefillChunk int      // prompt tokens per Forward call: the grain of prefill progress and of stopping it
+	prefixes     prefixes // the stored KV caches of system prompts
 }
 
-// engineError is an error whose kind the page acts on ("no-webgpu", "limits", "out-of-memory",
-// "device-lost", "internal"); it crosses to JS as an Error with a .type property.
+// prefixes reaches the KV caches of system prompts kept in the browser's storage, through the worker's
+// loadPrefix(key) → Promise<Uint8Array|null> and storePrefix(key, bytes) → Promise. identity names what the
+// cache's bytes depend on: the model (its manifest, which lists every shard's hash), this engine's build,
+// the backend, its kernels and the KV cache's dtype; a blob made by anything else is refused.
+type prefixes struct {
+	load, store js.Value
+	identity    string
+}
+
+// engineError is an error whose kind the page acts on ("no-webgpu", "limits", "too-large",
+// "out-of-memory", "device-lost", "internal"); it crosses to JS as an Error with a .type property.
 type engineError struct {
 	kind string
 	err  error
@@ -57,14 +75,49 @@ type engineError struct {
 func (e *engineError) Error() string { return e.err.Error() }
 func (e *engineError) Unwrap() error { return e.err }
 
-// load({manifest, files, fetchShard, onProgress, contextLength, backend}) → Promise<{adapter, backend, maxContext, vocabSize}>
+// check({manifest, backend, contextLength}) → Promise<{bytes}>: whether the model can run here, from its
+// manifest alone, before any shard is downloaded. The CPU path must hold the whole model in wasm32's
+// 4 GiB ("too-large" otherwise); WebGPU must fit every buffer in the adapter's limits ("limits"; the
+// browser does not say how much GPU memory there is). bytes is the memory the engine will need.
+func (e *engine) check(this js.Value, args []js.Value) any {
+	opts := args[0]
+	return promise(func() (any, error) {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		man, err := parseManifest(opts.Get("manifest"))
+		if err != nil {
+			return nil, err
+		}
+		ctxLen := min(contextLength(opts), man.ModelConfig.ContextLimit())
+		switch backend := stringOpt(opts, "backend"); backend {
+		case "cpu":
+			if err := model.CheckWasm32(man, ctxLen); err != nil {
+				return nil, &engineError{"too-large", err}
+			}
+			return map[string]any{"bytes": model.PlanCPU(man, ctxLen).Total()}, nil
+		case "", "webgpu":
+			if err := openGPU(); err != nil {
+				return nil, err
+			}
+			m, err := webgpu.Plan(gpu.Limits, man.ModelConfig, webgpu.ManifestLayout(man), webgpu.Options{MaxContext: ctxLen})
+			if err != nil {
+				return nil, err
+			}
+			return map[string]any{"bytes": m.Total()}, nil
+		default:
+			return nil, fmt.Errorf("unknown backend %q", backend)
+		}
+	})
+}
+
+// load({manifest, files, fetchShard, onProgress, contextLength, backend, prefillChunk, engineVersion,
+// loadPrefix, storePrefix}) → Promise<{adapter, backend, maxContext, vocabSize}>
 func (e *engine) load(this js.Value, args []js.Value) any {
 	opts := args[0]
 	return promise(func() (any, error) {
 		e.mu.Lock()
 		defer e.mu.Unlock()
-		manifest := js.Global().Get("JSON").Call("stringify", opts.Get("manifest")).String()
-		man, err := model.ParseManifest(model.ManifestFile, []byte(manifest))
+		man, err := parseManifest(opts.Get("manifest"))
 		if err != nil {
 			return nil, err
 		}
@@ -90,16 +143,8 @@ func (e *engine) load(this js.Value, args []js.Value) any {
 				onProgress.Invoke("upload", done, total)
 			}
 		}
-		ctxLen := 4096
-		if v := opts.Get("contextLength"); v.Type() == js.TypeNumber && v.Int() > 0 {
-			ctxLen = v.Int()
-		}
-		backend := ""
-		if v := opts.Get("backend"); v.Type() == js.TypeString {
-			backend = v.String()
-		}
 		e.unload() // a model loaded before gives its GPU memory back first
-		m, dec, name, adapter, err := open(man, files, fetch, progress, backend, ctxLen)
+		m, dec, name, adapter, err := open(man, files, fetch, progress, stringOpt(opts, "backend"), contextLength(opts))
 		if err != nil {
 			return nil, err
 		}
@@ -107,6 +152,12 @@ func (e *engine) load(this js.Value, args []js.Value) any {
 		e.session = model.NewSession(dec, m.Config)
 		e.replies = model.Replies{}
 		e.vocab, e.formats = nil, map[string]*model.Grammar{}
+		e.prefillChunk = 0
+		if v := opts.Get("prefillChunk"); v.Type() == js.TypeNumber && v.Int() > 0 {
+			e.prefillChunk = v.Int()
+		}
+		e.prefixes = prefixes{load: opts.Get("loadPrefix"), store: opts.Get("storePrefix"),
+			identity: identity(manifestJSON(opts.Get("manifest")), stringOpt(opts, "engineVersion"), name, adapter, dec)}
 		return map[string]any{
 			"adapter": adapter, "backend": name, "maxContext": dec.MaxContext(), "vocabSize": m.Config.VocabSize,
 		}, nil
@@ -121,8 +172,41 @@ func (e *engine) unload() {
 	e.m, e.dec, e.session = nil, nil, nil
 }
 
-// gpu is the WebGPU device, opened on the first WebGPU load and kept for later ones unless it was lost.
+// gpu is the WebGPU device, opened on the first WebGPU check or load and kept for later ones unless it
+// was lost.
 var gpu *webgpu.Device
+
+func openGPU() error {
+	if gpu == nil || gpu.Lost() != nil {
+		d, err := webgpu.NewDevice()
+		if err != nil {
+			return err
+		}
+		gpu = d
+	}
+	return nil
+}
+
+func parseManifest(v js.Value) (*model.Manifest, error) {
+	return model.ParseManifest(model.ManifestFile, []byte(manifestJSON(v)))
+}
+
+func manifestJSON(v js.Value) string { return js.Global().Get("JSON").Call("stringify", v).String() }
+
+// contextLength is the option's, 4096 by default.
+func contextLength(opts js.Value) int {
+	if v := opts.Get("contextLength"); v.Type() == js.TypeNumber && v.Int() > 0 {
+		return v.Int()
+	}
+	return 4096
+}
+
+func stringOpt(opts js.Value, name string) string {
+	if v := opts.Get(name); v.Type() == js.TypeString {
+		return v.String()
+	}
+	return ""
+}
 
 // open loads the model for the requested backend: "webgpu" (the default) streams the shards onto the GPU
 // one at a time, so the weights are never whole in wasm memory; "cpu" (for debugging) holds them all.
@@ -131,6 +215,9 @@ func open(man *model.Manifest, files map[string][]byte, fetch func(int) ([]byte,
 	progress func(done, total int64), backend string, ctxLen int) (*model.Model, model.Decoder, string, string, error) {
 	switch backend {
 	case "cpu":
+		if err := model.CheckWasm32(man, min(ctxLen, man.ModelConfig.ContextLimit())); err != nil {
+			return nil, nil, "", "", &engineError{"too-large", err}
+		}
 		m, err := model.LoadConverted(man, files, fetch, progress)
 		if err != nil {
 			return nil, nil, "", "", err
@@ -138,12 +225,8 @@ func open(man *model.Manifest, files map[string][]byte, fetch func(int) ([]byte,
 		ctxLen = min(ctxLen, m.Config.ContextLimit())
 		return m, model.NewCPU(m.Config, m.Weights, ctxLen), "cpu", "cpu (wasm)", nil
 	case "", "webgpu":
-		if gpu == nil || gpu.Lost() != nil {
-			d, err := webgpu.NewDevice()
-			if err != nil {
-				return nil, nil, "", "", err
-			}
-			gpu = d
+		if err := openGPU(); err != nil {
+			return nil, nil, "", "", err
 		}
 		ctxLen = min(ctxLen, man.ModelConfig.ContextLimit())
 		m, dec, err := webgpu.LoadConverted(gpu, man, files, fetch, progress, webgpu.Options{MaxContext: ctxLen})
@@ -306,9 +389,11 @@ func (e *engine) grammar(req *chatRequest) (*model.Grammar, error) {
 	return g, nil
 }
 
-// chat(request, onToken) → Promise<{finish_reason, prompt_tokens, completion_tokens, prefilled_tokens, seconds, tool_calls?}>
+// chat(request, onToken, onPrefill) → Promise<{finish_reason, prompt_tokens, completion_tokens,
+// prefilled_tokens, restored_tokens, seconds, tool_calls?}>. onPrefill(done, total, seconds) follows the
+// prompt's prefill chunk by chunk; restored_tokens came from a stored KV cache instead.
 func (e *engine) chat(this js.Value, args []js.Value) any {
-	reqJS, onToken := args[0], args[1]
+	reqJS, onToken, onPrefill := args[0], args[1], args[2]
 	return promise(func() (any, error) {
 		e.mu.Lock()
 		defer e.mu.Unlock()
@@ -352,13 +437,25 @@ func (e *engine) chat(this js.Value, args []js.Value) any {
 		if toolsMsg != nil {
 			msgs = slices.Insert(slices.Clone(msgs), 1, *toolsMsg)
 		}
-		_, ids, err := e.m.Chat.Fit(msgs, ctxLen, min(maxTokens, ctxLen/2))
+		kept, ids, err := e.m.Chat.Fit(msgs, ctxLen, min(maxTokens, ctxLen/2))
 		if err != nil {
 			return nil, err
 		}
 		ctx, cancel := context.WithCancel(context.Background())
 		e.cancel = cancel
 		defer cancel()
+		restored, storePrefix := e.restorePrefix(kept, ids)
+		defer storePrefix()
+		opts.PrefillChunk = e.prefillChunk
+		prefillStart := time.Now()
+		opts.Prefill = func(done, total int) {
+			if onPrefill.Type() == js.TypeFunction {
+				onPrefill.Invoke(done, total, time.Since(prefillStart).Seconds())
+			}
+			// Between chunks, let the event loop run: a CPU prefill would otherwise hold it until the end,
+			// and abort (the stop button) could not be heard.
+			time.Sleep(time.Millisecond)
+		}
 		dec := e.m.Tokenizer.NewStreamDecoder()
 		actionStart := -1
 		if toolsMsg != nil {
@@ -398,7 +495,7 @@ func (e *engine) chat(this js.Value, args []js.Value) any {
 		}
 		out := map[string]any{
 			"finish_reason": finish, "prompt_tokens": res.PromptTokens, "completion_tokens": len(res.Tokens),
-			"prefilled_tokens": res.Prefilled, "seconds": time.Since(start).Seconds(),
+			"prefilled_tokens": res.Prefilled, "restored_tokens": restored, "seconds": time.Since(start).Seconds(),
 		}
 		if g, ok := e.dec.(*webgpu.Engine); ok { // the CPU time of recording the GPU's work, and its kernels
 			out["encode_us_per_dispatch"] = float64(g.Stats().Decode.EncodingPerDispatch().Nanoseconds()) / 1000
@@ -419,6 +516,85 @@ func (e *engine) chat(this js.Value, args []js.Value) any {
 		e.replies.Remember(e.m.Tokenizer.Decode(res.Tokens), res.Tokens)
 		return out, nil
 	})
+}
+
+// restorePrefix loads the stored KV cache of the prompt's system turn into the session when the session
+// does not hold it already, and returns how many tokens it restored. Otherwise the returned function,
+// called once the answer is done, stores that KV cache for the next time (the session then holds it). A
+// stored cache is used only when its blob verifies (hash, size, this engine's identity) and covers
+// exactly the system turn's token ids; anything else is recomputed, and the bad blob replaced.
+func (e *engine) restorePrefix(kept []model.Message, ids []int) (int, func()) {
+	nothing := func() {}
+	p := e.prefixes
+	if p.load.Type() != js.TypeFunction || p.store.Type() != js.TypeFunction || len(kept) == 0 || kept[0].Role != "system" {
+		return 0, nothing
+	}
+	sys := e.m.Chat.Encode(kept[:1], false)
+	// Beyond max_position_embeddings the prompt's RoPE scale depends on its length (dynamic NTK), so a
+	// cache computed alone would differ from a fresh prefill's.
+	if len(sys) >= len(ids) || !slices.Equal(ids[:len(sys)], sys) || len(ids) > e.m.Config.MaxPositionEmbeddings {
+		return 0, nothing
+	}
+	if cached := e.session.Cached(); len(cached) >= len(sys) && slices.Equal(cached[:len(sys)], sys) {
+		return 0, nothing // the session holds it: this conversation, or one before it, began the same way
+	}
+	key := prefixKey(p.identity, sys)
+	if v, err := await(p.load.Invoke(key)); err == nil && !v.IsNull() && !v.IsUndefined() {
+		snap, err := model.DecodeKV(bytesFromJS(v), p.identity)
+		if err == nil && !slices.Equal(snap.Tokens, sys) {
+			err = errors.New("it covers other tokens than the system prompt's")
+		}
+		if err == nil {
+			err = e.session.Restore(snap)
+		}
+		if err == nil {
+			return len(sys), nothing
+		}
+		js.Global().Get("console").Call("warn", fmt.Sprintf("ilmweb: the stored KV cache of the system prompt is not usable (%v); computing it again", err))
+	}
+	return 0, func() {
+		snap, err := e.session.Snapshot(len(sys))
+		if err != nil || !slices.Equal(snap.Tokens, sys) {
+			return // the answer was stopped before the system turn was prefilled, or failed
+		}
+		blob := model.EncodeKV(snap, p.identity)
+		arr := js.Global().Get("Uint8Array").New(len(blob))
+		js.CopyBytesToJS(arr, blob)
+		if _, err := await(p.store.Invoke(key, arr)); err != nil {
+			js.Global().Get("console").Call("warn", fmt.Sprintf("ilmweb: could not store the system prompt's KV cache: %v", err))
+		}
+	}
+}
+
+// prefixKey names a stored KV cache: the engine's identity and the exact token ids it covers.
+func prefixKey(identity string, ids []int) string {
+	h := sha256.New()
+	h.Write([]byte(identity))
+	for _, id := range ids {
+		fmt.Fprintf(h, ",%d", id)
+	}
+	return hex.EncodeToString(h.Sum(nil))[:32]
+}
+
+// identity is what a KV cache computed here depends on (see prefixes). build names the engine: the
+// worker passes the sha256 of engine.wasm; without it, the build's VCS stamp stands in.
+func identity(manifest, build, backend, adapter string, dec model.Decoder) string {
+	if build == "" {
+		build = "unknown build"
+		if bi, ok := debug.ReadBuildInfo(); ok {
+			for _, s := range bi.Settings {
+				if s.Key == "vcs.revision" || s.Key == "vcs.modified" {
+					build += " " + s.Key + "=" + s.Value
+				}
+			}
+		}
+	}
+	kernels, kv := "cpu", "f32"
+	if g, ok := dec.(*webgpu.Engine); ok {
+		kernels, kv = fmt.Sprint(g.Tuning().Kernels), g.KVDType()
+	}
+	h := sha256.Sum256([]byte(manifest))
+	return fmt.Sprintf("model %x; engine %s; %s on %s; kernels %s; kv %s", h[:16], build, backend, adapter, kernels, kv)
 }
 
 // abort() stops the running chat; its promise resolves with finish_reason "abort".

@@ -11,6 +11,8 @@ const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
 const MODEL_URL = params.get('model') || 'model/';
 const BACKEND = params.get('backend') === 'cpu' ? 'cpu' : 'webgpu';
+// ?prefill-chunk=N: prompt tokens per prefill step (progress and stop granularity; for tests and slow GPUs)
+const PREFILL_CHUNK = Number(params.get('prefill-chunk')) || undefined;
 
 // ---- settings (localStorage; MODEL.md's recommended sampling by default) ----
 
@@ -46,6 +48,7 @@ async function startEngine() {
       model: MODEL_URL,
       backend: BACKEND,
       contextLength: Number(settings.contextLength),
+      prefillChunk: PREFILL_CHUNK,
       onProgress: showLoader,
     });
   } catch (err) {
@@ -159,6 +162,10 @@ const HELP = {
     'This browser supports WebGPU but could not use a GPU with it: hardware acceleration may be off in the ' +
     'browser settings, or the GPU or its driver may be blocklisted. Turn hardware acceleration on, update the ' +
     'graphics driver, or try another browser. The CPU fallback works everywhere but is very slow.'],
+  'too-large': ['This model is too large for the CPU fallback',
+    'Without WebGPU the model runs in WebAssembly, which can address at most 4 GiB; this model needs more (see ' +
+    'the details), so nothing was downloaded. Open the page in a browser with WebGPU: Chrome or Edge 113 or newer, ' +
+    'Safari 26 or newer, or Firefox 141+ on Windows.'],
   limits: ['Your GPU is not big enough for this model',
     'The GPU or its driver reports limits below what the model needs (see the details). Try another browser, ' +
     'update the graphics driver, or use a computer with a larger GPU.'],
@@ -253,10 +260,15 @@ async function answer() {
       max_tokens: Number(think ? settings.think_max_tokens : settings.max_tokens),
       seed: settings.seed === '' ? undefined : Number(settings.seed),
       signal: controller.signal,
+      onPrefill: (p) => {
+        message.prefill = p;
+        view.update();
+      },
     });
     for await (const chunk of stream) {
       const c = chunk.choices[0];
       if (c.delta.content) {
+        message.prefill = undefined;
         firstTokenAt ??= performance.now();
         message.content += c.delta.content;
         view.update();
@@ -269,6 +281,7 @@ async function answer() {
           prompt_tokens: u.prompt_tokens,
           completion_tokens: u.completion_tokens,
           prefilled_tokens: u.prefilled_tokens,
+          restored_tokens: u.restored_tokens,
           first_token_seconds: ((firstTokenAt ?? performance.now()) - started) / 1000,
           tokens_per_second: u.completion_tokens > 1 && decodeSeconds > 0 ? (u.completion_tokens - 1) / decodeSeconds : 0,
           think,
@@ -280,6 +293,7 @@ async function answer() {
     message.stats = { finish_reason: 'error', error: err.message, think };
   } finally {
     generating = undefined;
+    message.prefill = undefined;
     view.update(true);
     conv.updated = Date.now();
     await persist(conv);
@@ -388,6 +402,15 @@ function appendMessage(m, index) {
 function renderMeta(meta, m, index) {
   meta.replaceChildren();
   const s = m.stats;
+  const p = m === generating?.message && !m.content ? m.prefill : undefined;
+  if (p) {
+    // A long prompt on a slow GPU takes a while before the first word: show that it is moving.
+    const info = document.createElement('span');
+    info.className = 'prefill';
+    const rate = p.tokensPerSecond > 0 ? ` (${p.tokensPerSecond.toFixed(p.tokensPerSecond < 10 ? 1 : 0)} tok/s)` : '';
+    info.textContent = `reading your message: ${p.done} / ${p.total} tokens${rate}`;
+    meta.append(info);
+  }
   if (s) {
     const info = document.createElement('span');
     const parts = [];
@@ -396,6 +419,7 @@ function renderMeta(meta, m, index) {
     if (s.tokens_per_second) parts.push(`${s.tokens_per_second.toFixed(1)} tok/s`);
     if (s.first_token_seconds != null) parts.push(`first token ${s.first_token_seconds.toFixed(2)} s`);
     if (s.prefilled_tokens != null && s.prompt_tokens) parts.push(`prefilled ${s.prefilled_tokens} of ${count(s.prompt_tokens, 'prompt token')}`);
+    if (s.restored_tokens) parts.push(`system prompt from storage`);
     if (s.finish_reason === 'length') parts.push('stopped at the token limit');
     if (s.finish_reason === 'abort') parts.push('stopped');
     if (s.finish_reason === 'error') parts.push(`failed: ${s.error}`);

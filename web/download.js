@@ -50,11 +50,14 @@ class RetryableError extends Error {}
 // openModel fetches the manifest and makes sure every file and shard is stored and verified. It reports
 // progress through onProgress({phase, loaded, total, bytesPerSecond, etaSeconds, shard, shardsDone,
 // shardsTotal}) and returns {manifest, files: {name: Uint8Array}, readShard(index) → Promise<Uint8Array>}.
-export async function openModel(modelUrl, { onProgress = () => {} } = {}) {
+// check(manifest), when given, runs before anything the manifest lists is fetched: the engine refuses
+// there a model it cannot run (it throws), so a user never downloads gigabytes for nothing.
+export async function openModel(modelUrl, { onProgress = () => {}, check = async () => {} } = {}) {
   const base = new URL(modelUrl, self.location.href);
   if (!base.pathname.endsWith('/')) base.pathname += '/';
   const cache = await caches.open(MODEL_CACHE);
   const manifest = await fetchManifest(base, cache);
+  await check(manifest);
   const entries = [...manifest.files, ...manifest.shards];
   await checkQuotaTotal(entries);
   const progress = new Progress(onProgress, entries, manifest.shards.length);

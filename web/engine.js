@@ -9,7 +9,8 @@
 //
 // The engine runs in a Web Worker (worker.js); this module is the page's side of it. The chat page
 // (app.js) uses exactly this API. Failures are EngineErrors whose .type says what happened:
-//   no-webgpu, limits, out-of-memory, device-lost, internal        (the engine)
+//   no-webgpu, limits, too-large, out-of-memory, device-lost, internal   (the engine; limits and too-large
+//                                                                  come from the manifest, before any download)
 //   download-failed, hash-mismatch, quota-exceeded, bad-manifest    (the model download)
 //   unloaded                                                        (engine.unload() was called)
 
@@ -25,12 +26,15 @@ export class EngineError extends Error {
 // holding manifest.json) and loads it. onProgress receives {phase: "download"|"verify"|"prepare"|"upload",
 // loaded, total, bytesPerSecond, etaSeconds, shard, shardsDone, shardsTotal, note} ("prepare": the engine
 // sets up the device and allocates its memory before the first shard goes up; modelBytes is the weights'). backend "cpu" runs the
-// engine's slow CPU path in wasm (for debugging and for browsers without WebGPU).
+// engine's slow CPU path in wasm (for debugging and for browsers without WebGPU; a model it cannot hold in
+// wasm32's 4 GiB fails with "too-large" before anything is downloaded). prefillChunk is how many prompt
+// tokens run per step of a prefill: the grain of create's onPrefill and of stopping a long prompt.
 export async function createEngine({
   model,
   onProgress,
   contextLength = 4096,
   backend = 'webgpu',
+  prefillChunk = 32,
   workerUrl = new URL('./worker.js', import.meta.url),
 } = {}) {
   if (!model) throw new EngineError('internal', 'createEngine needs {model: URL of the model directory}');
@@ -43,6 +47,7 @@ export async function createEngine({
       modelUrl: new URL(model, location.href).href,
       contextLength,
       backend,
+      prefillChunk,
     }, (kind, payload) => kind === 'progress' && onProgress?.(payload));
   } catch (err) {
     engine.unload();
@@ -54,7 +59,8 @@ export async function createEngine({
 let chatCounter = 0;
 
 class Engine {
-  // {adapter, backend, maxContext, vocabSize, model, systemPrompt, thinkingSystemPrompt}
+  // {adapter, backend, maxContext, vocabSize, model, systemPrompt, thinkingSystemPrompt, timings}; timings:
+  // where the load's seconds went {engine, check, download, prepare, upload, readAndVerify} (worker.js)
   info;
   chat = { completions: { create: (params) => this.#create(params) } };
 
@@ -120,7 +126,9 @@ class Engine {
   // constrains the answer to JSON (model/grammar.go); tools and tool_choice work as in OpenAI's API (a call
   // comes as delta.tool_calls, finish_reason 'tool_calls'; its result goes back as a role 'tool' message). Extensions beyond OpenAI's parameters: top_k,
   // repetition_penalty, seed, think
-  // (deep-thinking mode: the thinking system prompt and 8192 new tokens unless max_tokens says otherwise).
+  // (deep-thinking mode: the thinking system prompt and 8192 new tokens unless max_tokens says otherwise),
+  // onPrefill({done, total, tokensPerSecond}) (called as the prompt is read, a chunk at a time, before the
+  // first token: done of total prompt tokens to compute; the rest came from the cache).
   // An aborted signal ends the answer with finish_reason "abort", keeping what was generated.
   #create(params) {
     const chunks = this.#stream(params);
@@ -166,6 +174,8 @@ class Engine {
         if (kind === 'token') {
           texts.push(p.text);
           wake?.();
+        } else if (kind === 'prefill') {
+          params.onPrefill?.(p);
         }
       }).then((r) => (result = r), (e) => (failure = e)).finally(() => {
         settled = true;
@@ -224,7 +234,8 @@ function chatRequest(p) {
 }
 
 // usage is OpenAI's usage object plus what the engine measured: prefilled_tokens (prompt tokens computed
-// for this answer; the rest came from the cache of the previous turn) and seconds (for the whole answer);
+// for this answer; the rest came from the cache of the previous turn or from storage), restored_tokens
+// (those of the system prompt whose KV cache was loaded from storage) and seconds (for the whole answer);
 // on WebGPU also encode_us_per_dispatch (CPU time recording one dispatch, decoding so far, its pass's
 // begin and end included), dispatches_per_token and kernels (the autotune's variants).
 function usage(r) {
@@ -235,6 +246,7 @@ function usage(r) {
     completion_tokens: completion,
     total_tokens: prompt + completion,
     prefilled_tokens: r.prefilled_tokens ?? 0,
+    restored_tokens: r.restored_tokens ?? 0,
     seconds: r.seconds ?? 0,
     ...(r.kernels ? {
       encode_us_per_dispatch: r.encode_us_per_dispatch, dispatches_per_token: r.dispatches_per_token, kernels: r.kernels,

@@ -1,18 +1,29 @@
 // The engine's dedicated worker: the Go engine (engine.wasm) and the model download run here, so the
 // page never blocks. engine.js starts it as a module worker and talks to it in messages {kind, id, payload}:
 //
-//   page → worker   load {modelUrl, contextLength, backend}   chat {messages, think, temperature, top_p, top_k,
-//                   repetition_penalty, max_tokens, seed}     abort   reset (a new chat: stops the running answer)
+//   page → worker   load {modelUrl, contextLength, backend, prefillChunk}   chat {messages, think, temperature,
+//                   top_p, top_k, repetition_penalty, max_tokens, seed}   abort   reset (a new chat: stops the
+//                   running answer)
 //   worker → page   progress {phase: "download"|"verify"|"prepare"|"upload", loaded, total, bytesPerSecond,
 //                   etaSeconds, shard, shardsDone, shardsTotal, note; "prepare" has modelBytes}
-//                   loaded {adapter, backend, maxContext, vocabSize, model, systemPrompt, thinkingSystemPrompt}
-//                   token {text, tokenId}   done {…the request's result}   error {type, message}
+//                   loaded {adapter, backend, maxContext, vocabSize, model, systemPrompt, thinkingSystemPrompt,
+//                   timings}
+//                   prefill {done, total, tokensPerSecond}   token {text, tokenId}   done {…the request's result}
+//                   error {type, message}
 //
 // Every reply carries the id of the request it answers. Error types survive the trip: the engine's own
-// ("no-webgpu", "limits", "out-of-memory", "device-lost", "internal") and the download's ("download-failed",
-// "hash-mismatch", "quota-exceeded", "bad-manifest").
+// ("no-webgpu", "limits", "too-large", "out-of-memory", "device-lost", "internal") and the download's
+// ("download-failed", "hash-mismatch", "quota-exceeded", "bad-manifest").
+//
+// Before any shard is fetched the engine checks the manifest against what it can run here (wasm32's 4 GiB
+// on the CPU path, the adapter's limits on WebGPU). The KV cache of a system prompt, once computed, is
+// kept in Cache Storage (KV_CACHE) and loaded instead of prefilled on the next visit; the engine verifies
+// a stored one (hash, size, its identity) and recomputes it when it does not check out.
 
 import { openModel } from './download.js';
+
+const KV_CACHE = 'ilmweb-kv-v1';
+const KV_KEEP = 8; // stored system-prompt caches kept, the newest (a few MB each at 8B)
 
 let engine; // globalThis.ilmwebEngine, once engine.wasm runs
 let engineStopped; // set when the Go program exits: every later request fails with it
@@ -26,7 +37,8 @@ self.onmessage = async ({ data: { kind, id, payload } }) => {
         break;
       case 'chat':
         if (!engine) throw Object.assign(new Error('chat before the model is loaded'), { type: 'internal' });
-        post('done', await running(engine.chat(payload, (text, tokenId) => post('token', { text, tokenId }))));
+        post('done', await running(engine.chat(payload, (text, tokenId) => post('token', { text, tokenId }),
+          (done, total, seconds) => post('prefill', { done, total, tokensPerSecond: seconds > 0 ? done / seconds : 0 }))));
         break;
       case 'abort':
       case 'reset': // the page owns the conversation; the engine's prefix cache decides what it can reuse
@@ -41,9 +53,28 @@ self.onmessage = async ({ data: { kind, id, payload } }) => {
   }
 };
 
-async function load({ modelUrl, contextLength, backend }, onProgress) {
-  const [model, eng] = await Promise.all([openModel(modelUrl, { onProgress }), startEngine()]);
-  const { manifest, files, readShard } = model;
+async function load({ modelUrl, contextLength, backend, prefillChunk }, onProgress) {
+  // Where the load's time goes, in seconds (engine.info.timings): starting engine.wasm; the check from the
+  // manifest (on WebGPU: opening the device and its self-test); the model's download and check of what is
+  // stored; the engine's set-up before the first shard (autotune, allocation); the shards' upload, of which
+  // reading them back from storage and verifying their hashes.
+  const timings = { engine: 0, check: 0, download: 0, prepare: 0, upload: 0, readAndVerify: 0 };
+  let mark = performance.now();
+  const lap = () => { // seconds since the last lap
+    const now = performance.now();
+    const seconds = (now - mark) / 1000;
+    mark = now;
+    return seconds;
+  };
+  const eng = await startEngine();
+  timings.engine = lap();
+  const check = async (manifest) => {
+    const t0 = performance.now();
+    await running(eng.check({ manifest, backend, contextLength }));
+    timings.check = (performance.now() - t0) / 1000;
+  };
+  const { manifest, files, readShard } = await openModel(modelUrl, { onProgress, check });
+  timings.download = lap() - timings.check;
   // Until it asks for the first shard the engine sets up the device and allocates its memory (seconds for
   // an 8B model): say so, rather than leave the stored model's check standing at 100 %.
   onProgress({ phase: 'prepare', loaded: 0, total: 0, modelBytes: manifest.total_bytes, note: '' });
@@ -51,20 +82,30 @@ async function load({ modelUrl, contextLength, backend }, onProgress) {
   const info = await running(eng.load({
     manifest,
     files,
-    fetchShard: (i) => {
+    fetchShard: async (i) => {
+      if (i === 0) timings.prepare = lap();
       upload.fetching(i);
-      return readShard(i);
+      const t0 = performance.now();
+      const bytes = await readShard(i);
+      timings.readAndVerify += (performance.now() - t0) / 1000;
+      return bytes;
     },
     onProgress: (phase, done, total) => upload.report(phase, Number(done), Number(total)),
     contextLength,
     backend,
+    prefillChunk,
+    engineVersion,
+    loadPrefix: (key) => storedPrefix(modelUrl, key),
+    storePrefix: (key, bytes) => storePrefix(modelUrl, key, bytes),
   }));
+  timings.upload = lap();
   const text = (name) => (files[name] ? new TextDecoder().decode(files[name]) : '');
   return {
     ...info,
     model: manifest.source || 'internlm3-8b-instruct',
     systemPrompt: text('system-prompt.txt'),
     thinkingSystemPrompt: text('thinking-system-prompt.txt'),
+    timings,
   };
 }
 
@@ -91,8 +132,30 @@ function uploadProgress(shardsTotal, onProgress) {
   };
 }
 
-// startEngine runs engine.wasm once per worker and resolves with the API it publishes.
+// storedPrefix is the stored KV cache under key, or null.
+async function storedPrefix(modelUrl, key) {
+  const res = await (await caches.open(KV_CACHE)).match(prefixUrl(modelUrl, key));
+  return res ? new Uint8Array(await res.arrayBuffer()) : null;
+}
+
+// storePrefix keeps bytes under key, and the newest KV_KEEP entries.
+async function storePrefix(modelUrl, key, bytes) {
+  const cache = await caches.open(KV_CACHE);
+  const url = prefixUrl(modelUrl, key);
+  await cache.delete(url);
+  await cache.put(url, new Response(bytes, { headers: { 'Content-Type': 'application/octet-stream' } }));
+  const keys = await cache.keys(); // in insertion order
+  for (const old of keys.slice(0, Math.max(0, keys.length - KV_KEEP))) await cache.delete(old);
+}
+
+function prefixUrl(modelUrl, key) {
+  return new URL(`kv-cache/${key}.bin`, new URL(modelUrl.endsWith('/') ? modelUrl : `${modelUrl}/`, self.location.href)).href;
+}
+
+// startEngine runs engine.wasm once per worker and resolves with the API it publishes. engineVersion is
+// its sha256: a stored KV cache is only as valid as the code that computed it.
 let starting;
+let engineVersion;
 function startEngine() {
   starting ??= (async () => {
     await import('./wasm_exec.js'); // Go's support script: defines globalThis.Go
@@ -100,7 +163,11 @@ function startEngine() {
     const ready = new Promise((resolve) => (globalThis.ilmwebReady = resolve));
     let source;
     try {
-      source = await WebAssembly.instantiateStreaming(fetch(new URL('engine.wasm', import.meta.url)), go.importObject);
+      const res = await fetch(new URL('engine.wasm', import.meta.url));
+      if (!res.ok) throw new Error(`HTTP ${res.status}`);
+      const bytes = await res.arrayBuffer();
+      engineVersion = hex(await crypto.subtle.digest('SHA-256', bytes));
+      source = await WebAssembly.instantiate(bytes, go.importObject);
     } catch (err) {
       throw Object.assign(new Error(`Could not start the engine (engine.wasm): ${err.message}`), { type: 'internal' });
     }
@@ -119,6 +186,10 @@ function startEngine() {
     return engine;
   })();
   return starting;
+}
+
+function hex(buffer) {
+  return [...new Uint8Array(buffer)].map((b) => b.toString(16).padStart(2, '0')).join('');
 }
 
 // running waits for an engine promise, but fails at once if the Go program dies meanwhile (its promises

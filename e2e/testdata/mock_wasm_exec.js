@@ -32,6 +32,10 @@ function mockEngine() {
   let aborted = false;
   let maxContext = 0;
   return {
+    async check() {
+      return { bytes: 0 };
+    },
+
     async load({ manifest, files, fetchShard, onProgress, contextLength, backend }) {
       for (const f of manifest.files) {
         if (files[f.name]?.length !== f.bytes) throw typed('internal', `mock: file ${f.name} missing or of the wrong size`);
