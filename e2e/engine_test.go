@@ -46,11 +46,12 @@ func storedMessages(t *testing.T, ctx context.Context) []storedMessage {
 	})`)
 }
 
-// tinyModel synthesizes and converts the tiny model, and returns its directory.
-func tinyModel(t *testing.T) string {
+// tinyModel synthesizes (with synth's flags beyond -preset tiny, if any) and converts the tiny model, and
+// returns its directory.
+func tinyModel(t *testing.T, synthFlags ...string) string {
 	t.Helper()
 	dir := t.TempDir()
-	goRun(t, "./cmd/synth", "-preset", "tiny", "-out", filepath.Join(dir, "hf"))
+	goRun(t, append(append([]string{"./cmd/synth", "-preset", "tiny"}, synthFlags...), "-out", filepath.Join(dir, "hf"))...)
 	goRun(t, "./cmd/convert", filepath.Join(dir, "hf"), filepath.Join(dir, "model"))
 	return filepath.Join(dir, "model")
 }

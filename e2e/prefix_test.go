@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -19,10 +18,7 @@ import (
 // prompt is prefilled in one call and a stored prefix is not used.
 func longContextModel(t *testing.T) string {
 	t.Helper()
-	dir := t.TempDir()
-	goRun(t, "./cmd/synth", "-preset", "tiny", "-max-position", "2048", "-out", filepath.Join(dir, "hf"))
-	goRun(t, "./cmd/convert", filepath.Join(dir, "hf"), filepath.Join(dir, "model"))
-	return filepath.Join(dir, "model")
+	return tinyModel(t, "-max-position", "2048")
 }
 
 type usage struct {
