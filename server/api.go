@@ -50,12 +50,13 @@ type API struct {
 	replies   model.Replies // recent answers' ids, so follow-ups reuse the KV cache
 	grammars  grammars      // compiled response formats and tool calls
 
-	mu      sync.Mutex // guards closing the queue against sends to it
-	closed  bool
-	queue   chan *job
-	idle    chan struct{}      // closed when the worker has exited
-	stopped context.Context    // ends when shutdown gives up waiting: running generations are cancelled
-	stop    context.CancelFunc // ends stopped
+	mu       sync.Mutex // guards closing the queue against sends to it, and admitted
+	closed   bool
+	admitted int                // jobs sent to the queue and not yet finished: the running one and those waiting
+	queue    chan *job          // room for every admitted job, so a send never waits on the worker being scheduled
+	idle     chan struct{}      // closed when the worker has exited
+	stopped  context.Context    // ends when shutdown gives up waiting: running generations are cancelled
+	stop     context.CancelFunc // ends stopped
 }
 
 // NewAPI builds the engine for cfg.Model and starts its worker. Call Shutdown to stop it.
@@ -91,7 +92,7 @@ func NewAPI(cfg APIConfig) (*API, error) {
 		maxCtx:  dec.MaxContext(),
 		session: model.NewSession(dec, cfg.Model.Config),
 		created: time.Now().Unix(),
-		queue:   make(chan *job, cfg.QueueSize),
+		queue:   make(chan *job, cfg.QueueSize+1),
 		idle:    make(chan struct{}),
 	}
 	a.stopped, a.stop = context.WithCancel(context.Background())
@@ -229,13 +230,20 @@ func (a *API) enqueue(j *job) *apiError {
 	if a.closed {
 		return newError(http.StatusServiceUnavailable, "server_error", "shutting_down", "", "the server is shutting down")
 	}
-	select {
-	case a.queue <- j:
-		return nil
-	default:
+	if a.admitted > a.cfg.QueueSize { // one running and QueueSize waiting
 		return newError(http.StatusTooManyRequests, "rate_limit_error", "queue_full", "",
-			"the server is busy: one generation is running and the queue of %d waiting requests is full; retry later", cap(a.queue))
+			"the server is busy: one generation is running and the queue of %d waiting requests is full; retry later", a.cfg.QueueSize)
 	}
+	a.admitted++
+	a.queue <- j // never blocks: the queue has room for every admitted job
+	return nil
+}
+
+// finished frees the admission slot of a job the worker is done with.
+func (a *API) finished() {
+	a.mu.Lock()
+	a.admitted--
+	a.mu.Unlock()
 }
 
 // completion answers one admitted request from its job's output.

@@ -512,6 +512,18 @@ func TestChatQueueFull(t *testing.T) {
 	require.Contains(t, e["message"], "queue")
 }
 
+func TestIdleServerAdmits(t *testing.T) {
+	// With no queue, an idle server must take a request at once: right after it starts, and right after
+	// the previous answer ended, however the worker goroutine happens to be scheduled.
+	for i := 0; i < 5; i++ {
+		fx := newAPIFixture(t, APIConfig{QueueSize: -1}, 0, false)
+		for k := 0; k < 10; k++ {
+			resp, data := fx.post(t, `{"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 1}`)
+			require.Equal(t, http.StatusOK, resp.StatusCode, "server %d, request %d: %s", i, k, data)
+		}
+	}
+}
+
 func TestChatDisconnectCancels(t *testing.T) {
 	for _, stream := range []bool{true, false} {
 		// No queue: a request is admitted only while the worker is idle.

@@ -53,6 +53,7 @@ func (a *API) work() {
 
 func (a *API) run(j *job) {
 	defer close(j.text)
+	defer a.finished() // before the client is told it is done, so its next request finds the worker free
 	defer func() {
 		if p := recover(); p != nil { // a bug in the engine fails this request, not the server
 			a.session.Reset()
