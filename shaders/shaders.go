@@ -12,11 +12,11 @@
 //     uniform Step {pos, n} at binding 1: the position of the pass's first token and its number of tokens.
 //   - Weights are arrays of u32 words as docs/FORMAT.md lays them out; f16 scales are widened with
 //     unpack2x16float, so no kernel needs the shader-f16 feature.
-//   - Reductions go through workgroup memory: WG must be a power of two. matvec_subgroup.wgsl adds up with
-//     subgroup operations where the device has them.
+//   - Reductions go through workgroup memory: WG must be a power of two. matvec_subgroup.wgsl and
+//     matmul_subgroup.wgsl add up with subgroup operations where the device has them.
 //   - The binding cannot set override constants, so every override keeps its default, and a kernel's
 //     variants (dtype, fused norm, output mode, workgroup size) are entry points or Params flags, never
-//     pipeline constants. A variant's file (matvec_subgroup, matvec_q8, attention_split) is compiled
+//     pipeline constants. A variant's file (matvec_subgroup, matvec_q8, matmul_subgroup, attention_split) is compiled
 //     together with its family's file, whose bindings and helpers it uses (WGSL has no includes).
 package shaders
 

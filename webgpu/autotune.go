@@ -2,6 +2,7 @@ package webgpu
 
 import (
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/oliverbestmann/webgpu/wgpu"
@@ -11,7 +12,8 @@ import (
 
 // The autotune picks, at load, the fastest admissible variant (the exact ones: not q8) of each kernel family (variants.go) on the
 // device itself, with the model's shapes: a decode token's matvecs (the q, k, v, gate/up and down
-// projections of one layer) and its attention at half the context window. The binding exposes no
+// projections of one layer) and its attention at half the context window, and a prefill chunk's matmuls
+// of the same projections. The binding exposes no
 // timestamp queries (its compute pass descriptor has no timestampWrites), so each candidate is timed as the
 // wall time of a submit and a wait, the best of a few. Its choice is kept per adapter and shapes: on the
 // device for later engines, and in the platform's storage (the user cache dir natively, the Cache API in
@@ -39,9 +41,10 @@ const (
 )
 
 // tuneKey names the adapter and the shapes a choice holds for.
-func (d *Device) tuneKey(c *model.Config, dtype string, maxCtx int, kvF16 bool) string {
-	return fmt.Sprintf("v1|%s|%s|%s|D%d F%d H%d/%d HD%d %s ctx%d f16=%v", d.Vendor, d.Architecture, d.Driver,
-		c.HiddenSize, c.IntermediateSize, c.NumAttentionHeads, c.NumKeyValueHeads, c.HeadDim, dtype, maxCtx, kvF16)
+func (d *Device) tuneKey(c *model.Config, dtype string, o Options) string {
+	return fmt.Sprintf("v2|%s|%s|%s|D%d F%d H%d/%d HD%d %s ctx%d chunk%d f16=%v", d.Vendor, d.Architecture, d.Driver,
+		c.HiddenSize, c.IntermediateSize, c.NumAttentionHeads, c.NumKeyValueHeads, c.HeadDim, dtype, o.MaxContext,
+		o.PrefillChunk, o.KVF16)
 }
 
 // autotune resolves the variants of o.Kernels left empty.
@@ -51,10 +54,10 @@ func (d *Device) autotune(c *model.Config, dtype string, o Options) (Tuning, err
 	if err := d.checkKernels(forced); err != nil {
 		return Tuning{}, err
 	}
-	if forced.Matvec != "" && forced.Attention != "" {
+	if forced.complete() {
 		return Tuning{Kernels: forced, Source: "forced"}, nil
 	}
-	key := d.tuneKey(c, dtype, o.MaxContext, o.KVF16)
+	key := d.tuneKey(c, dtype, o)
 	t := Tuning{Source: "device"}
 	k, ok := d.tuned[key]
 	if !ok {
@@ -79,93 +82,81 @@ func (d *Device) autotune(c *model.Config, dtype string, o Options) (Tuning, err
 	if forced.Attention != "" {
 		k.Attention, t.Source = forced.Attention, "forced"
 	}
+	if forced.Matmul != "" {
+		k.Matmul, t.Source = forced.Matmul, "forced"
+	}
 	t.Kernels, t.Took = k, time.Since(start)
 	return t, nil
 }
 
 // measure times every admissible variant of each family on scratch buffers of the model's shapes (their
-// contents do not matter to the time) and returns the fastest.
+// contents do not matter to the time) and returns the fastest. Each family has its share of tuneBudget.
 func (d *Device) measure(c *model.Config, dtype string, o Options) (Kernels, map[string]time.Duration, []string, error) {
 	start := time.Now()
+	deadline := func(family int) time.Time { return start.Add(tuneBudget * time.Duration(family+1) / 3) }
+	s := &scratch{d: d}
+	defer s.free()
+	times := map[string]time.Duration{}
+	var best Kernels
 	var skipped []string
-	D, F, Q, KV := c.HiddenSize, c.IntermediateSize, c.QDim(), c.KVDim()
-	var bufs []*wgpu.Buffer
-	defer func() {
-		for _, b := range bufs {
-			b.Destroy() // the device releases them at Close; their memory goes back now
+	// try times one candidate of a family (unless its share of the budget is spent and one was measured)
+	// and keeps it in *chosen when it is the fastest so far.
+	bestTime := map[*string]time.Duration{}
+	try := func(family int, chosen *string, name string, ds func() ([]dispatch, error)) error {
+		label := [...]string{"matvec", "attention", "matmul"}[family] + " " + name
+		if *chosen != "" && time.Now().After(deadline(family)) {
+			skipped = append(skipped, label)
+			return nil
 		}
-	}()
-	keep := func(b *wgpu.Buffer, err error) (*wgpu.Buffer, error) {
-		if b != nil {
-			bufs = append(bufs, b)
+		cs, err := ds()
+		if err != nil {
+			return fmt.Errorf("%s: %w", label, err)
 		}
-		return b, err
+		took, err := d.time(cs, deadline(family))
+		if err != nil {
+			return fmt.Errorf("%s: %w", label, err)
+		}
+		times[label] = took
+		if b, ok := bestTime[chosen]; !ok || took < b {
+			*chosen, bestTime[chosen] = name, took
+		}
+		return nil
 	}
-	step, err := keep(d.stepBuffer())
+
+	D, F, Q, KV := c.HiddenSize, c.IntermediateSize, c.QDim(), c.KVDim()
+	mats, err := s.layer(dtype, [][2]int{{Q + 2*KV, D}, {2 * F, D}, {D, F}}) // q, k, v; gate and up; down
 	if err != nil {
 		return Kernels{}, nil, nil, err
 	}
-	pos := max(0, o.MaxContext/2-1)
-	if err := d.setStep(step, pos, 1); err != nil {
-		return Kernels{}, nil, nil, err
+	norm := s.buffer("autotune norm", 4*D)
+	// a decoded token at half the context window
+	step := s.step(max(0, o.MaxContext/2-1), 1)
+	x := s.buffer("autotune x", 4*max(D, F))
+	y := s.buffer("autotune y", 4*max(2*F, Q+2*KV))
+	if s.err != nil {
+		return Kernels{}, nil, nil, s.err
 	}
-	// one layer's matrices: q, k, v; gate and up; down
-	var mats []*matrix
-	for _, s := range [][2]int{{Q + 2*KV, D}, {2 * F, D}, {D, F}} {
-		h := &model.QuantMatrix{DType: dtype, Rows: s[0], Cols: s[1], Group: 32}
-		m, err := d.newMatrix("autotune", h, d.Limits.MaxStorageBufferBindingSize)
-		if m != nil {
-			for _, b := range m.blocks {
-				bufs = append(bufs, b.data)
-				if b.scales != nil {
-					bufs = append(bufs, b.scales)
+	for _, v := range matvecVariants {
+		if v.q8 || d.checkKernels(Kernels{Matvec: v.name}) != nil {
+			continue
+		}
+		err := try(0, &best.Matvec, v.name, func() ([]dispatch, error) {
+			var ds []dispatch
+			for i, m := range mats {
+				f := fusion{variant: v.name, eps: 1e-5}
+				if i < 2 {
+					f.norm = norm
+				}
+				cs, err := d.linear("matvec", m, step, x, y, nil, f)
+				ds = append(ds, cs...)
+				if err != nil {
+					return nil, err
 				}
 			}
-		}
+			return ds, nil
+		})
 		if err != nil {
 			return Kernels{}, nil, nil, err
-		}
-		mats = append(mats, m)
-	}
-	x, err1 := keep(d.buffer("autotune x", uint64(4*max(D, F)), storage))
-	y, err2 := keep(d.buffer("autotune y", uint64(4*max(2*F, Q+2*KV)), storage))
-	norm, err3 := keep(d.buffer("autotune norm", uint64(4*D), storage))
-	if err := firstError(err1, err2, err3); err != nil {
-		return Kernels{}, nil, nil, err
-	}
-	times := map[string]time.Duration{}
-	var best Kernels
-	bestTime := time.Duration(1<<63 - 1)
-	for _, v := range matvecVariants {
-		if v.q8 {
-			continue
-		}
-		if best.Matvec != "" && time.Since(start) > tuneBudget/2 { // half for each family, compiling included
-			skipped = append(skipped, "matvec "+v.name)
-			continue
-		}
-		if d.checkKernels(Kernels{Matvec: v.name}) != nil {
-			continue
-		}
-		var ds []dispatch
-		for i, m := range mats {
-			f := fusion{variant: v.name, eps: 1e-5}
-			if i < 2 {
-				f.norm = norm
-			}
-			cs, err := d.linear("matvec", m, step, x, y, nil, f)
-			if err != nil {
-				return Kernels{}, nil, nil, err
-			}
-			ds = append(ds, cs...)
-		}
-		took, err := d.time(ds, start.Add(tuneBudget/2))
-		if err != nil {
-			return Kernels{}, nil, nil, fmt.Errorf("matvec %s: %w", v.name, err)
-		}
-		times["matvec "+v.name] = took
-		if took < bestTime {
-			best.Matvec, bestTime = v.name, took
 		}
 	}
 
@@ -174,41 +165,132 @@ func (d *Device) measure(c *model.Config, dtype string, o Options) (Kernels, map
 	if o.KVF16 {
 		kvWords /= 2
 	}
-	kc, err1 := keep(d.buffer("autotune k", uint64(4*kvWords), storage))
-	vc, err2 := keep(d.buffer("autotune v", uint64(4*kvWords), storage))
-	qkv, err3 := keep(d.buffer("autotune qkv", uint64(4*(Q+2*KV)), storage))
-	scores, err4 := keep(d.buffer("autotune scores", uint64(4*max(H*o.MaxContext, partialsFloats(H, HD))), storage))
-	att, err5 := keep(d.buffer("autotune att", uint64(4*Q), storage))
-	if err := firstError(err1, err2, err3, err4, err5); err != nil {
-		return Kernels{}, nil, nil, err
+	kc, vc := s.buffer("autotune k", 4*kvWords), s.buffer("autotune v", 4*kvWords)
+	qkv := s.buffer("autotune qkv", 4*(Q+2*KV))
+	scores := s.buffer("autotune scores", 4*max(H*o.MaxContext, partialsFloats(H, HD)))
+	att := s.buffer("autotune att", 4*Q)
+	if s.err != nil {
+		return Kernels{}, nil, nil, s.err
 	}
-	bestTime = time.Duration(1<<63 - 1)
 	for _, name := range AttentionVariants() {
-		if best.Attention != "" && time.Since(start) > tuneBudget {
-			skipped = append(skipped, "attention "+name)
-			continue
-		}
-		var ds []dispatch
-		if splits := attentionSplits(name); splits > 0 {
-			ds, err = d.attentionSplit(step, qkv, kc, vc, scores, att, H, KVH, HD, Q+2*KV, splits, o.KVF16)
-		} else {
-			var c dispatch
-			c, err = d.attention(step, qkv, kc, vc, scores, att, H, KVH, HD, Q+2*KV, o.MaxContext, o.KVF16)
-			ds = []dispatch{c}
-		}
+		err := try(1, &best.Attention, name, func() ([]dispatch, error) {
+			if splits := attentionSplits(name); splits > 0 {
+				return d.attentionSplit(step, qkv, kc, vc, scores, att, H, KVH, HD, Q+2*KV, splits, o.KVF16)
+			}
+			c, err := d.attention(step, qkv, kc, vc, scores, att, H, KVH, HD, Q+2*KV, o.MaxContext, o.KVF16)
+			return []dispatch{c}, err
+		})
 		if err != nil {
 			return Kernels{}, nil, nil, err
 		}
-		took, err := d.time(ds, start.Add(tuneBudget))
-		if err != nil {
-			return Kernels{}, nil, nil, fmt.Errorf("attention %s: %w", name, err)
+	}
+	s.freeBuffers(kc, vc, scores) // the largest: room for the prefill's activations
+
+	// a prefill pass of a whole chunk, with the fusions the engine uses
+	n := max(1, min(o.PrefillChunk, o.MaxContext))
+	pstep := s.step(0, n)
+	px := s.buffer("autotune prefill x", 4*n*max(D, F))
+	py := s.buffer("autotune prefill y", 4*n*max(F, Q+2*KV, D))
+	if s.err != nil {
+		return Kernels{}, nil, nil, s.err
+	}
+	fusions := []fusion{{norm: norm, eps: 1e-5}, {norm: norm, eps: 1e-5, mode: glu}, {mode: add}}
+	for _, v := range matmulVariants {
+		if d.checkKernels(Kernels{Matmul: v.name}) != nil {
+			continue
 		}
-		times["attention "+name] = took
-		if took < bestTime {
-			best.Attention, bestTime = name, took
+		err := try(2, &best.Matmul, v.name, func() ([]dispatch, error) {
+			var ds []dispatch
+			for i, m := range mats {
+				f := fusions[i]
+				f.variant = v.name
+				cs, err := d.linear("matmul", m, pstep, px, py, nil, f)
+				ds = append(ds, cs...)
+				if err != nil {
+					return nil, err
+				}
+			}
+			return ds, nil
+		})
+		if err != nil {
+			return Kernels{}, nil, nil, err
 		}
 	}
 	return best, times, skipped, nil
+}
+
+// scratch makes the autotune's buffers and destroys them when it is done (the device would release them
+// only at Close; their memory goes back now). Its first error sticks.
+type scratch struct {
+	d    *Device
+	bufs []*wgpu.Buffer
+	err  error
+}
+
+func (s *scratch) keep(b *wgpu.Buffer, err error) *wgpu.Buffer {
+	if b != nil {
+		s.bufs = append(s.bufs, b)
+	}
+	if s.err == nil {
+		s.err = err
+	}
+	return b
+}
+
+func (s *scratch) buffer(name string, bytes int) *wgpu.Buffer {
+	if s.err != nil {
+		return nil
+	}
+	return s.keep(s.d.buffer(name, uint64(bytes), storage))
+}
+
+// step is a step buffer for a pass of n tokens at pos.
+func (s *scratch) step(pos, n int) *wgpu.Buffer {
+	if s.err != nil {
+		return nil
+	}
+	b := s.keep(s.d.stepBuffer())
+	if s.err == nil {
+		s.err = s.d.setStep(b, pos, n)
+	}
+	return b
+}
+
+// layer makes one layer's matrices of the given [rows, cols] (zeroed: their values do not matter).
+func (s *scratch) layer(dtype string, shapes [][2]int) ([]*matrix, error) {
+	var mats []*matrix
+	for _, sh := range shapes {
+		h := &model.QuantMatrix{DType: dtype, Rows: sh[0], Cols: sh[1], Group: 32}
+		m, err := s.d.newMatrix("autotune", h, s.d.Limits.MaxStorageBufferBindingSize)
+		if m != nil {
+			for _, b := range m.blocks {
+				s.keep(b.data, nil)
+				if b.scales != nil {
+					s.keep(b.scales, nil)
+				}
+			}
+		}
+		if err != nil {
+			return nil, err
+		}
+		mats = append(mats, m)
+	}
+	return mats, nil
+}
+
+// freeBuffers destroys bs now.
+func (s *scratch) freeBuffers(bs ...*wgpu.Buffer) {
+	for _, b := range bs {
+		b.Destroy()
+		s.bufs = slices.DeleteFunc(s.bufs, func(k *wgpu.Buffer) bool { return k == b })
+	}
+}
+
+func (s *scratch) free() {
+	for _, b := range s.bufs {
+		b.Destroy()
+	}
+	s.bufs = nil
 }
 
 // time returns the wall time from submit to done of ds, per repeat: one untimed warm-up run sizes the

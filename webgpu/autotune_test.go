@@ -22,6 +22,12 @@ func TestAutotune(t *testing.T) {
 	require.Contains(t, []string{"measured", "device"}, tu.Source)
 	require.Contains(t, MatvecVariants(), tu.Kernels.Matvec)
 	require.Contains(t, AttentionVariants(), tu.Kernels.Attention)
+	require.Contains(t, MatmulVariants(), tu.Kernels.Matmul)
+	for _, v := range MatmulVariants() { // every variant the device runs was timed
+		if d.checkKernels(Kernels{Matmul: v}) == nil {
+			require.Contains(t, tu.Times, "matmul "+v)
+		}
+	}
 
 	clear(d.tuned) // a new load on this adapter: the cache file answers
 	second, err := NewWithOptions(d, cfg, w, o)
@@ -34,11 +40,13 @@ func TestAutotune(t *testing.T) {
 	forced, err := NewWithOptions(d, cfg, w, o)
 	require.NoError(t, err)
 	defer forced.Close()
-	require.Equal(t, Kernels{Matvec: tu.Kernels.Matvec, Attention: "split8"}, forced.Tuning().Kernels)
+	require.Equal(t, Kernels{Matvec: tu.Kernels.Matvec, Attention: "split8", Matmul: tu.Kernels.Matmul}, forced.Tuning().Kernels)
 	require.Equal(t, "forced", forced.Tuning().Source)
 
 	_, err = NewWithOptions(d, cfg, w, Options{MaxContext: 300, Kernels: Kernels{Matvec: "fastest"}})
 	require.ErrorContains(t, err, `matvec variant "fastest": not one of [wg64`)
 	_, err = NewWithOptions(d, cfg, w, Options{MaxContext: 300, Kernels: Kernels{Attention: "split3"}})
 	require.ErrorContains(t, err, `attention variant "split3"`)
+	_, err = NewWithOptions(d, cfg, w, Options{MaxContext: 300, Kernels: Kernels{Matmul: "huge"}})
+	require.ErrorContains(t, err, `matmul variant "huge": not one of [tiled subgroup]`)
 }

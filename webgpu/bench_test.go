@@ -52,6 +52,58 @@ func BenchmarkMatvec(b *testing.B) {
 	b.Logf("copy probe: %.2f GB/s (read + write) on %s", gbps, d.Adapter)
 }
 
+// BenchmarkMatmul times the prefill's q4 matmul at the 8B model's shapes for a pass of 32 and of 128 tokens
+// (the page's and the native prefill chunk), per variant the device runs: tokens/s through the one
+// projection, its multiply-adds per second, and the weight bytes per second (weights read once per call)
+// as a ratio to the copy probe measured in the same run.
+func BenchmarkMatmul(b *testing.B) {
+	d := testDevice(b)
+	gbps, err := d.CopyBandwidth(64 << 20)
+	require.NoError(b, err)
+	rng := rand.New(rand.NewPCG(3, 4))
+	for _, s := range []struct{ rows, cols int }{{4096, 4096}, {20480, 4096}, {4096, 10240}} {
+		q := quantizeQ4(randFloats(rng, s.rows*s.cols, 0.02), s.rows, s.cols)
+		m, err := d.matrix("w", q, d.Limits.MaxStorageBufferBindingSize)
+		require.NoError(b, err)
+		for _, T := range []int{32, 128} {
+			for _, v := range MatmulVariants() {
+				if err := d.checkKernels(Kernels{Matmul: v}); err != nil {
+					b.Logf("VARIANT NOT RUN: matmul %s: %v", v, err)
+					continue
+				}
+				b.Run(fmt.Sprintf("q4_%dx%d_T%d_%s", s.rows, s.cols, T, v), func(b *testing.B) {
+					y, err := d.buffer("y", uint64(4*s.rows*T), storage)
+					require.NoError(b, err)
+					x, err := upload(d, "x", randFloats(rng, s.cols*T, 1))
+					require.NoError(b, err)
+					step, err := d.stepBuffer()
+					require.NoError(b, err)
+					require.NoError(b, d.setStep(step, 0, T))
+					cs, err := d.linear("matmul", m, step, x, y, nil, fusion{variant: v})
+					require.NoError(b, err)
+					staging, err := d.readback("staging", 16)
+					require.NoError(b, err)
+					require.NoError(b, d.run(T, cs...)) // warm-up
+					_, err = d.read(y, staging, 0, 16)
+					require.NoError(b, err)
+					bytes := int64(4 * (len(q.Data) + len(q.Scales)))
+					b.ResetTimer()
+					for range b.N {
+						require.NoError(b, d.run(T, cs...))
+					}
+					_, err = d.read(y, staging, 0, 16) // waits for the submitted work
+					require.NoError(b, err)
+					sec := b.Elapsed().Seconds()
+					b.ReportMetric(float64(T*b.N)/sec, "tok/s")
+					b.ReportMetric(float64(s.rows*s.cols*T*b.N)/sec/1e9, "GMAC/s")
+					b.ReportMetric(float64(bytes)*float64(b.N)/sec/1e9/gbps, "of-copy-bw")
+				})
+			}
+		}
+	}
+	b.Logf("copy probe: %.2f GB/s (read + write) on %s", gbps, d.Adapter)
+}
+
 // BenchmarkForward times the tiny q4 model on the engine: decoding (one token per call, the top-40 read
 // back as the chat samples it, or greedy with the whole logits read back) and prefill of a 128-token
 // prompt. It reports tokens per second, dispatches and submits per token, and weight bytes per second as

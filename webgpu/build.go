@@ -266,7 +266,10 @@ func (b *builder) build(stacks []stackSpec) error {
 		}{{&e.decode, "matvec"}, {&e.prefill, "matmul"}} {
 			ops, op := b.into(pass.ds)
 			// attention rmsnorm, then the q, k and v projections into the qkv rows
-			mv := e.tuning.Kernels.Matvec // matmul has no variants
+			mv := e.tuning.Kernels.Matvec
+			if pass.family == "matmul" {
+				mv = e.tuning.Kernels.Matmul
+			}
 			ops(d.linear(pass.family, qkvW, e.step, x, qkv, qkvB, fusion{norm: inNorm, eps: eps, variant: mv}))
 			// rotary position embedding on q and k; k and v into the cache
 			op(d.rope(e.step, e.invFreq, qkv, kc, vc, H, KVH, HD, e.kvF16))
@@ -298,7 +301,7 @@ func (b *builder) build(stacks []stackSpec) error {
 	ops, _ := b.into(&e.headVec)
 	ops(d.linear("matvec", head, e.step, x, e.logits, headB, fusion{norm: norm, eps: eps, variant: e.tuning.Kernels.Matvec}))
 	ops, _ = b.into(&e.headMat)
-	ops(d.linear("matmul", head, e.step, x, e.logits, headB, fusion{norm: norm, eps: eps}))
+	ops(d.linear("matmul", head, e.step, x, e.logits, headB, fusion{norm: norm, eps: eps, variant: e.tuning.Kernels.Matmul}))
 	return b.err
 }
 

@@ -129,7 +129,7 @@ func (d *Device) kernel(file, entry string) (*kernel, error) {
 	if mod == nil {
 		var src strings.Builder
 		files := strings.Split(file, "+")
-		if slices.Contains(files, "matvec_subgroup") {
+		if slices.ContainsFunc(files, func(f string) bool { return strings.HasSuffix(f, "_subgroup") }) {
 			src.WriteString(subgroupsDirective) // directives come before everything else
 		}
 		for _, f := range files {

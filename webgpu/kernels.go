@@ -211,7 +211,7 @@ type fusion struct {
 	norm *wgpu.Buffer // RMS-normalise x first with this weight [cols] (model.RMSNorm), or nil
 	eps  float64
 	mode int // one of the modes below
-	// variant is the matvec variant computing it (variants.go); empty: the default. matmul has one.
+	// variant is the matvec or matmul variant computing it (variants.go); empty: the default.
 	variant string
 }
 
@@ -255,6 +255,16 @@ func (d *Device) linear(family string, m *matrix, step, x, y, bias *wgpu.Buffer,
 	var ds []dispatch
 	// step and x, or for q8 the quantized x and its scales (bindings 8, 9) and no step
 	inputs := []*wgpu.Buffer{step, x, nil, nil}
+	tileR, tileT := tileRows, tileTokens
+	if family == "matmul" {
+		v, err := matmulVariantNamed(f.variant)
+		if err != nil {
+			return nil, err
+		}
+		if m.dtype == model.DTypeQ4 {
+			file, entry, tileR, tileT = v.file, entry+v.suffix, v.rows, v.tokens
+		}
+	}
 	if family == "matvec" {
 		v, err := matvecVariantNamed(f.variant)
 		if err != nil {
@@ -283,9 +293,9 @@ func (d *Device) linear(family string, m *matrix, step, x, y, bias *wgpu.Buffer,
 		if family == "matvec" {
 			grid = fixed(d.workgroups(b.rows, matvecRows))
 		} else {
-			rowTiles := d.workgroups(b.rows, tileRows)
-			grid = func(n int) (uint32, uint32) { return rowTiles, d.workgroups(n, tileTokens) }
-			tile = tileTokens
+			rowTiles := d.workgroups(b.rows, tileR)
+			grid = func(n int) (uint32, uint32) { return rowTiles, d.workgroups(n, tileT) }
+			tile = tileT
 		}
 		bufs := []*wgpu.Buffer{inputs[0], inputs[1], y, b.data, b.scales, bias, norm}
 		if inputs[2] != nil {

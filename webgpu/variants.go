@@ -15,10 +15,49 @@ import (
 type Kernels struct {
 	Matvec    string `json:"matvec"`    // one of MatvecVariants
 	Attention string `json:"attention"` // one of AttentionVariants
+	Matmul    string `json:"matmul"`    // one of MatmulVariants: the prefill's projections
 }
 
 func (k Kernels) String() string {
-	return fmt.Sprintf("matvec %s, attention %s", k.Matvec, k.Attention)
+	return fmt.Sprintf("matvec %s, attention %s, matmul %s", k.Matvec, k.Attention, k.Matmul)
+}
+
+// complete says whether every family's variant is named.
+func (k Kernels) complete() bool { return k.Matvec != "" && k.Attention != "" && k.Matmul != "" }
+
+// matmulVariant is one way to compute matmul.wgsl's q4 product for a prefill pass; f32 matrices (parity
+// only) always run the tiled matmul_f32.
+type matmulVariant struct {
+	name         string
+	file         string // the module: matmul.wgsl, with a variant's file compiled after it
+	suffix       string // of the q4 entry point matmul_q4<suffix>
+	needs        string // "subgroups" or ""
+	rows, tokens int    // the tile a workgroup computes
+}
+
+var matmulVariants = []matmulVariant{
+	{name: "tiled", file: "matmul", rows: tileRows, tokens: tileTokens},
+	{name: "subgroup", file: "matmul+matmul_subgroup", suffix: "_subgroup", needs: "subgroups", rows: 4, tokens: 8},
+}
+
+// MatmulVariants are the names Kernels.Matmul takes, the default first.
+func MatmulVariants() []string {
+	var out []string
+	for _, v := range matmulVariants {
+		out = append(out, v.name)
+	}
+	return out
+}
+
+func matmulVariantNamed(name string) (matmulVariant, error) {
+	if name == "" {
+		return matmulVariants[0], nil
+	}
+	i := slices.IndexFunc(matmulVariants, func(v matmulVariant) bool { return v.name == name })
+	if i < 0 {
+		return matmulVariant{}, fmt.Errorf("webgpu: matmul variant %q: not one of %v", name, MatmulVariants())
+	}
+	return matmulVariants[i], nil
 }
 
 // matvecVariant is one way to compute matvec.wgsl's q4 product. The binding cannot set override constants,
@@ -92,6 +131,16 @@ func (d *Device) checkKernels(k Kernels) error {
 	}
 	if _, err := d.kernel(v.file, "matvec_q4"+v.suffix); err != nil {
 		return fmt.Errorf("webgpu: matvec variant %s on %s: %w", v.name, d.Adapter, err)
+	}
+	mm, err := matmulVariantNamed(k.Matmul)
+	if err != nil {
+		return err
+	}
+	if mm.needs == "subgroups" && !d.Subgroups {
+		return fmt.Errorf("webgpu: matmul variant %s needs subgroups, which %s does not offer", mm.name, d.Adapter)
+	}
+	if _, err := d.kernel(mm.file, "matmul_q4"+mm.suffix); err != nil {
+		return fmt.Errorf("webgpu: matmul variant %s on %s: %w", mm.name, d.Adapter, err)
 	}
 	return nil
 }

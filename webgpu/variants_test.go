@@ -32,6 +32,29 @@ func TestMatvecVariants(t *testing.T) {
 	}
 }
 
+func TestMatmulVariants(t *testing.T) {
+	d := testDevice(t)
+	for _, v := range matmulVariants[1:] {
+		t.Run(v.name, func(t *testing.T) {
+			if err := d.checkKernels(Kernels{Matmul: v.name}); err != nil {
+				require.False(t, v.needs == "subgroups" && d.Subgroups, "the device offers subgroups: %v", err)
+				t.Logf("VARIANT NOT RUN: matmul %s cannot run on %s: %v", v.name, d.Adapter, err)
+				return
+			}
+			rng := rand.New(rand.NewPCG(7, 8))
+			for i, tc := range linearCases {
+				tc.variant = v.name
+				for _, T := range []int{1, 7, 33, 70}[i%4:] { // partial passes of SR × ST at every edge
+					testLinear(t, d, rng, "matmul", T, tc)
+					if tc.rows*tc.cols > 1e6 {
+						break
+					}
+				}
+			}
+		})
+	}
+}
+
 func TestAttentionSplit(t *testing.T) {
 	d := testDevice(t)
 	rng := rand.New(rand.NewPCG(19, 20))
@@ -114,7 +137,7 @@ func TestEngineVariants(t *testing.T) {
 				t.Logf("VARIANT NOT RUN: matvec %s cannot run on %s: %v", v, d.Adapter, err)
 				return
 			}
-			o := Options{Kernels: Kernels{Matvec: v, Attention: "single"}}
+			o := Options{Kernels: Kernels{Matvec: v, Attention: "single", Matmul: "tiled"}}
 			if mv, _ := matvecVariantNamed(v); mv.q8 {
 				// lossy by design (see matvec_q8.wgsl), so outside the parity bound: its deviation is
 				// reported (about 0.1 on these sharp random models), and a bound catches a broken kernel
@@ -136,7 +159,16 @@ func TestEngineVariants(t *testing.T) {
 	}
 	for _, a := range AttentionVariants() {
 		t.Run("attention "+a, func(t *testing.T) {
-			decodeAgainstCPU(t, d, cfg, w, Options{Kernels: Kernels{Matvec: "wg64", Attention: a}})
+			decodeAgainstCPU(t, d, cfg, w, Options{Kernels: Kernels{Matvec: "wg64", Attention: a, Matmul: "tiled"}})
+		})
+	}
+	for _, v := range MatmulVariants() {
+		t.Run("matmul "+v, func(t *testing.T) {
+			if err := d.checkKernels(Kernels{Matmul: v}); err != nil {
+				t.Logf("VARIANT NOT RUN: matmul %s cannot run on %s: %v", v, d.Adapter, err)
+				return
+			}
+			decodeAgainstCPU(t, d, cfg, q4, Options{Kernels: Kernels{Matvec: "wg64", Attention: "single", Matmul: v}})
 		})
 	}
 }

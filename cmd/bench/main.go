@@ -1,7 +1,7 @@
 // Command bench measures prefill and decode speed of a model on a backend, and decode bandwidth as a ratio
 // to a limit measured on the same hardware in the same run:
 //
-//	go run ./cmd/bench -model DIR [-backend gpu|cpu] [-prompt-tokens N] [-gen-tokens N] [-matvec V] [-attention V]
+//	go run ./cmd/bench -model DIR [-backend gpu|cpu] [-prompt-tokens N] [-gen-tokens N] [-matvec V] [-attention V] [-matmul V]
 //	                   [-kv-f16] [-positions P,P,…] [-json]
 //
 // -positions times decoding from each position instead (the long-context benchmark), as ratios to the first.
@@ -32,6 +32,7 @@ func main() {
 	k := &o.Kernels
 	flag.StringVar(&k.Matvec, "matvec", "", "force the GPU's matvec variant (default: autotuned): "+strings.Join(webgpu.MatvecVariants(), "|"))
 	flag.StringVar(&k.Attention, "attention", "", "force the GPU's decode attention variant (default: autotuned): "+strings.Join(webgpu.AttentionVariants(), "|"))
+	flag.StringVar(&k.Matmul, "matmul", "", "force the GPU's prefill matmul variant (default: autotuned): "+strings.Join(webgpu.MatmulVariants(), "|"))
 	flag.Parse()
 	var err error
 	if *positions != "" {
