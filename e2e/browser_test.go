@@ -198,6 +198,9 @@ type testServer struct {
 	cuts     map[string]int64         // file name → cut the next response after this many body bytes
 	holds    map[string]chan struct{} // with cuts: wait for this channel to close before cutting
 	reached  map[string]chan struct{} // closed when a held response reaches its cut
+	// isolated serves every response with COOP and COEP, making the pages and their workers cross-origin
+	// isolated: their performance.now() then has a 5 µs resolution instead of 100 µs.
+	isolated bool
 }
 
 type request struct {
@@ -230,7 +233,16 @@ func newTestServer(t *testing.T, m *fakeModel, mock bool) *testServer {
 		})
 	}
 	mux.Handle("/", site)
-	s.Server = httptest.NewServer(mux)
+	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.mu.Lock()
+		isolated := s.isolated
+		s.mu.Unlock()
+		if isolated {
+			w.Header().Set("Cross-Origin-Opener-Policy", "same-origin")
+			w.Header().Set("Cross-Origin-Embedder-Policy", "require-corp")
+		}
+		mux.ServeHTTP(w, r)
+	}))
 	t.Cleanup(s.Close)
 	return s
 }

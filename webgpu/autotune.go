@@ -295,7 +295,8 @@ func (s *scratch) free() {
 
 // time returns the wall time from submit to done of ds, per repeat: one untimed warm-up run sizes the
 // timed runs to about tuneRun of work (ds repeated up to 64 times, so that the submit's own latency does
-// not decide on a fast GPU), then up to tuneRuns of them, fewer once deadline has passed; the fastest counts.
+// not decide on a fast GPU), then up to tuneRuns of them, fewer once deadline has passed; the fastest counts
+// (the warm-up's own time if it ended past the deadline).
 func (d *Device) time(ds []dispatch, deadline time.Time) (time.Duration, error) {
 	once := func(repeat int) (time.Duration, error) {
 		var pass []dispatch
@@ -314,6 +315,9 @@ func (d *Device) time(ds []dispatch, deadline time.Time) (time.Duration, error) 
 	warm, err := once(1)
 	if err != nil {
 		return 0, err
+	}
+	if time.Now().After(deadline) { // a slow device: the warm-up is all the budget allows
+		return warm, nil
 	}
 	repeat := int(min(64, max(1, tuneRun/max(warm, time.Microsecond))))
 	best := time.Duration(1<<63 - 1)

@@ -292,8 +292,6 @@ type tally struct {
 // storage accesses), adding them to t. The platform records the commands (record: natively one binding
 // call each; in the browser one JS call for the whole pass).
 func (d *Device) encode(enc *wgpu.CommandEncoder, n int, t *tally, ds ...dispatch) error {
-	pass := enc.BeginComputePass(nil)
-	defer pass.Release()
 	cmds := make([]command, len(ds))
 	for i, c := range ds {
 		x, y := c.grid(n)
@@ -303,8 +301,7 @@ func (d *Device) encode(enc *wgpu.CommandEncoder, n int, t *tally, ds ...dispatc
 			t.weightBytes += c.weightBytes(n)
 		}
 	}
-	d.record(pass, cmds)
-	return pass.TryEnd()
+	return d.record(enc, cmds)
 }
 
 // command is a dispatch with its grid for one pass.
