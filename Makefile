@@ -18,7 +18,7 @@ else
 MODEL_DIR := $(MODELS)/$(subst /,--,$(MODEL))-q4
 endif
 
-.PHONY: run test test-go vet fuzz bench bench-cpu bench-gpu bench-gpu-build bench-longctx stress-gpu deps test-deps apt-nodejs clean web worker
+.PHONY: run test test-go vet fuzz bench bench-cpu bench-gpu bench-gpu-build bench-longctx bench-kernels stress-gpu deps test-deps apt-nodejs clean web worker
 
 ## run: build the page, make sure a converted model exists, and serve both (the URL is printed)
 run: deps web $(MODEL_DIR)/manifest.json
@@ -153,6 +153,12 @@ $(LLAMACPP_NPM)/node_modules/.package-lock.json: tools/llamacpp/package.json too
 # VK_ICD_FILENAMES names another driver).
 bench-longctx:
 	sh tools/bench-longctx.sh
+
+# bench-kernels: every autotune candidate on a full-width 2-layer model, as ratios to the copy probe, then
+# prefill and decode with each prefill matmul variant (tools/bench-kernels.sh; lavapipe unless
+# VK_ICD_FILENAMES names another driver).
+bench-kernels:
+	sh tools/bench-kernels.sh
 
 clean:
 	rm -rf $(CACHE) build

@@ -32,6 +32,7 @@ type Report struct {
 	Kernels             string  `json:"kernels,omitempty"`    // the GPU engine's variants and how they were chosen
 	TuneMillis          float64 `json:"tune_ms,omitempty"`    // the autotune's time at load
 	TuneTimes           string  `json:"tune_times,omitempty"` // its candidates' best times
+	TuneRatios          string  `json:"tune_ratios,omitempty"` // its candidates' weight bytes/s ÷ the copy probe
 }
 
 // Bench prefills promptTokens random tokens, then decodes genTokens greedily, timing each phase.
@@ -100,6 +101,7 @@ func (b *Backend) gpuLimit(r *Report) error {
 	if e, ok := b.Decoder.(*webgpu.Engine); ok {
 		d := e.Stats().Decode
 		r.DispatchesPerToken, r.SubmitsPerToken = d.DispatchesPerToken(), d.SubmitsPerToken()
+		r.TuneRatios = e.Tuning().Ratios(gbps)
 	}
 	return nil
 }

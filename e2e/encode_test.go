@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -34,6 +35,10 @@ func TestWasmEncodeOverhead(t *testing.T) {
 				Encode     float64 `json:"encode_us_per_dispatch"`
 				Dispatches float64 `json:"dispatches_per_token"`
 				Kernels    string  `json:"kernels"`
+				Tune       map[string]struct {
+					US    float64 `json:"us"`
+					Bytes float64 `json:"bytes"`
+				} `json:"tune"`
 			}](t, ctx, `chat([{role: 'user', content: 'Hello! Who are you?'}], {temperature: 0, max_tokens: 32}).then((c) => c[c.length - 1].usage)`)
 			if u.Completion == 0 || u.Encode <= 0 || !strings.Contains(u.Kernels, "matvec") {
 				t.Fatalf("usage after a WebGPU answer: %+v", u)
@@ -41,6 +46,19 @@ func TestWasmEncodeOverhead(t *testing.T) {
 			floor := eval[float64](t, ctx, fmt.Sprintf("(%s)(%d)", jsDispatchFloor, int(u.Dispatches+0.5)))
 			t.Logf("WebGPU in wasm, %s layers: %d tokens decoded, %.0f dispatches per token, %.1f µs of CPU per dispatch encoding, %.0f µs per pass (JavaScript alone, passes as long: %.1f µs, %.2f of it); kernels %s",
 				layers, u.Completion, u.Dispatches, u.Encode, u.Encode*u.Dispatches, floor, floor/u.Encode, u.Kernels)
+			// the autotune's candidates against a copy probe on the same adapter (once per page: the engine's
+			// tuning is kept in the Cache API, so a later load's usage may list no candidates)
+			gbps := eval[float64](t, ctx, jsCopyProbe)
+			var ratios []string
+			for label, c := range u.Tune {
+				r := fmt.Sprintf("%s %.0f µs", label, c.US)
+				if c.Bytes > 0 {
+					r += fmt.Sprintf(" (%.3f of copy)", c.Bytes/(c.US*1e-6)/1e9/gbps)
+				}
+				ratios = append(ratios, r)
+			}
+			slices.Sort(ratios)
+			t.Logf("autotune candidates on this adapter, copy probe %.2f GB/s: %s", gbps, strings.Join(ratios, "; "))
 		})
 	}
 }
@@ -74,3 +92,37 @@ const jsDispatchFloor = `(async (k) => {
 	device.destroy();
 	return best;
 })`
+
+// jsCopyProbe is the engine's copy probe (shaders/copy.wgsl, webgpu.CopyBandwidth) made from JavaScript:
+// GB/s read + written copying 32 MiB, after a warm-up, over at least 0.2 s and 3 copies.
+const jsCopyProbe = `(async () => {
+	const device = await (await navigator.gpu.requestAdapter()).requestDevice();
+	const bytes = 32 << 20, words = bytes / 16;
+	const module = device.createShaderModule({ code:
+		'@group(0) @binding(0) var<storage, read> src: array<vec4<u32>>;' +
+		'@group(0) @binding(1) var<storage, read_write> dst: array<vec4<u32>>;' +
+		'@compute @workgroup_size(256) fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {' +
+		'  for (var i = gid.x; i < ' + words + 'u; i += nwg.x * 256u) { dst[i] = src[i]; } }' });
+	const pipeline = device.createComputePipeline({ layout: 'auto', compute: { module, entryPoint: 'main' } });
+	const src = device.createBuffer({ size: bytes, usage: GPUBufferUsage.STORAGE });
+	const dst = device.createBuffer({ size: bytes, usage: GPUBufferUsage.STORAGE });
+	const group = device.createBindGroup({ layout: pipeline.getBindGroupLayout(0),
+		entries: [{ binding: 0, resource: { buffer: src } }, { binding: 1, resource: { buffer: dst } }] });
+	const copy = async () => {
+		const encoder = device.createCommandEncoder();
+		const pass = encoder.beginComputePass();
+		pass.setPipeline(pipeline);
+		pass.setBindGroup(0, group);
+		pass.dispatchWorkgroups(Math.ceil(words / 1024));
+		pass.end();
+		device.queue.submit([encoder.finish()]);
+		await device.queue.onSubmittedWorkDone();
+	};
+	await copy();
+	const t0 = performance.now();
+	let reps = 0;
+	while (reps < 3 || performance.now() - t0 < 200) { await copy(); reps++; }
+	const gbps = 2 * bytes * reps / ((performance.now() - t0) / 1000) / 1e9;
+	device.destroy();
+	return gbps;
+})()`

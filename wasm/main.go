@@ -501,6 +501,11 @@ func (e *engine) chat(this js.Value, args []js.Value) any {
 			out["encode_us_per_dispatch"] = float64(g.Stats().Decode.EncodingPerDispatch().Nanoseconds()) / 1000
 			out["dispatches_per_token"] = g.Stats().Decode.DispatchesPerToken()
 			out["kernels"] = g.Tuning().String()
+			tune := map[string]any{}
+			for label, took := range g.Tuning().Times {
+				tune[label] = map[string]any{"us": float64(took.Nanoseconds()) / 1000, "bytes": g.Tuning().Bytes[label]}
+			}
+			out["tune"] = tune // the autotune's candidates: best time of a run, and the weight bytes it reads
 		}
 		if call != nil {
 			name, args, ok := model.ParseCall(call.String())

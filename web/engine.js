@@ -237,7 +237,8 @@ function chatRequest(p) {
 // for this answer; the rest came from the cache of the previous turn or from storage), restored_tokens
 // (those of the system prompt whose KV cache was loaded from storage) and seconds (for the whole answer);
 // on WebGPU also encode_us_per_dispatch (CPU time recording one dispatch, decoding so far, its pass's
-// begin and end included), dispatches_per_token and kernels (the autotune's variants).
+// begin and end included), dispatches_per_token, kernels (the autotune's variants) and tune (its
+// candidates measured at this load: label → {us: best time of a run, bytes: weight bytes it reads}).
 function usage(r) {
   const prompt = r.prompt_tokens ?? 0;
   const completion = r.completion_tokens ?? 0;
@@ -250,6 +251,7 @@ function usage(r) {
     seconds: r.seconds ?? 0,
     ...(r.kernels ? {
       encode_us_per_dispatch: r.encode_us_per_dispatch, dispatches_per_token: r.dispatches_per_token, kernels: r.kernels,
+      tune: r.tune ?? {},
     } : {}),
   };
 }

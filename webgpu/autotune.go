@@ -3,6 +3,7 @@ package webgpu
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/oliverbestmann/webgpu/wgpu"
@@ -25,11 +26,26 @@ type Tuning struct {
 	Source  string                   // "forced" (Options.Kernels), "device" (chosen earlier on this device), "cache" or "measured"
 	Took    time.Duration            // the whole autotune, measuring included
 	Times   map[string]time.Duration // per measured candidate ("matvec wg64"), the best of its runs
+	Bytes   map[string]uint64        // per measured candidate, the weight bytes one run reads (0 for attention)
 	Skipped []string                 // candidates left unmeasured once tuneBudget was spent
 }
 
 func (t Tuning) String() string {
 	return fmt.Sprintf("%v (%s, %.0f ms)", t.Kernels, t.Source, float64(t.Took.Microseconds())/1000)
+}
+
+// Ratios is each measured candidate's weight bytes per second as a ratio to gbps (a copy probe's GB/s on
+// the same device), formatted "matvec wg64 0.61, …" in sorted order; attention, which reads no weights,
+// is left out.
+func (t Tuning) Ratios(gbps float64) string {
+	var out []string
+	for label, took := range t.Times {
+		if b := t.Bytes[label]; b > 0 && took > 0 {
+			out = append(out, fmt.Sprintf("%s %.3f", label, float64(b)/took.Seconds()/1e9/gbps))
+		}
+	}
+	slices.Sort(out)
+	return strings.Join(out, ", ")
 }
 
 const (
@@ -38,6 +54,9 @@ const (
 	// tuneBudget bounds the measuring: candidates are tried default first, and once it is spent the rest
 	// are skipped (and reported), so a slow device does not pay for an exhaustive search.
 	tuneBudget = 2 * time.Second
+	// tuneTokens bounds the prefill pass the matmuls are timed on: one tile of the tiled matmul, four of the
+	// subgroup one. A whole 128-token chunk of one 8B layer took 10 s a run on lavapipe, past any budget.
+	tuneTokens = 32
 )
 
 // tuneKey names the adapter and the shapes a choice holds for.
@@ -65,7 +84,7 @@ func (d *Device) autotune(c *model.Config, dtype string, o Options) (Tuning, err
 			t.Source = "cache"
 		} else {
 			var err error
-			if k, t.Times, t.Skipped, err = d.measure(c, dtype, o); err != nil {
+			if k, t.Times, t.Bytes, t.Skipped, err = d.measure(c, dtype, o); err != nil {
 				return Tuning{}, fmt.Errorf("webgpu: autotune: %w", err)
 			}
 			t.Source = "measured"
@@ -91,18 +110,18 @@ func (d *Device) autotune(c *model.Config, dtype string, o Options) (Tuning, err
 
 // measure times every admissible variant of each family on scratch buffers of the model's shapes (their
 // contents do not matter to the time) and returns the fastest. Each family has its share of tuneBudget.
-func (d *Device) measure(c *model.Config, dtype string, o Options) (Kernels, map[string]time.Duration, []string, error) {
+func (d *Device) measure(c *model.Config, dtype string, o Options) (Kernels, map[string]time.Duration, map[string]uint64, []string, error) {
 	start := time.Now()
 	deadline := func(family int) time.Time { return start.Add(tuneBudget * time.Duration(family+1) / 3) }
 	s := &scratch{d: d}
 	defer s.free()
-	times := map[string]time.Duration{}
+	times, bytes := map[string]time.Duration{}, map[string]uint64{}
 	var best Kernels
 	var skipped []string
 	// try times one candidate of a family (unless its share of the budget is spent and one was measured)
 	// and keeps it in *chosen when it is the fastest so far.
 	bestTime := map[*string]time.Duration{}
-	try := func(family int, chosen *string, name string, ds func() ([]dispatch, error)) error {
+	try := func(family int, chosen *string, name string, n int, ds func() ([]dispatch, error)) error {
 		label := [...]string{"matvec", "attention", "matmul"}[family] + " " + name
 		if *chosen != "" && time.Now().After(deadline(family)) {
 			skipped = append(skipped, label)
@@ -117,6 +136,9 @@ func (d *Device) measure(c *model.Config, dtype string, o Options) (Kernels, map
 			return fmt.Errorf("%s: %w", label, err)
 		}
 		times[label] = took
+		for _, c := range cs {
+			bytes[label] += c.weightBytes(n)
+		}
 		if b, ok := bestTime[chosen]; !ok || took < b {
 			*chosen, bestTime[chosen] = name, took
 		}
@@ -126,7 +148,7 @@ func (d *Device) measure(c *model.Config, dtype string, o Options) (Kernels, map
 	D, F, Q, KV := c.HiddenSize, c.IntermediateSize, c.QDim(), c.KVDim()
 	mats, err := s.layer(dtype, [][2]int{{Q + 2*KV, D}, {2 * F, D}, {D, F}}) // q, k, v; gate and up; down
 	if err != nil {
-		return Kernels{}, nil, nil, err
+		return Kernels{}, nil, nil, nil, err
 	}
 	norm := s.buffer("autotune norm", 4*D)
 	// a decoded token at half the context window
@@ -134,13 +156,13 @@ func (d *Device) measure(c *model.Config, dtype string, o Options) (Kernels, map
 	x := s.buffer("autotune x", 4*max(D, F))
 	y := s.buffer("autotune y", 4*max(2*F, Q+2*KV))
 	if s.err != nil {
-		return Kernels{}, nil, nil, s.err
+		return Kernels{}, nil, nil, nil, s.err
 	}
 	for _, v := range matvecVariants {
 		if v.q8 || d.checkKernels(Kernels{Matvec: v.name}) != nil {
 			continue
 		}
-		err := try(0, &best.Matvec, v.name, func() ([]dispatch, error) {
+		err := try(0, &best.Matvec, v.name, 1, func() ([]dispatch, error) {
 			var ds []dispatch
 			for i, m := range mats {
 				f := fusion{variant: v.name, eps: 1e-5}
@@ -156,7 +178,7 @@ func (d *Device) measure(c *model.Config, dtype string, o Options) (Kernels, map
 			return ds, nil
 		})
 		if err != nil {
-			return Kernels{}, nil, nil, err
+			return Kernels{}, nil, nil, nil, err
 		}
 	}
 
@@ -170,10 +192,10 @@ func (d *Device) measure(c *model.Config, dtype string, o Options) (Kernels, map
 	scores := s.buffer("autotune scores", 4*max(H*o.MaxContext, partialsFloats(H, HD)))
 	att := s.buffer("autotune att", 4*Q)
 	if s.err != nil {
-		return Kernels{}, nil, nil, s.err
+		return Kernels{}, nil, nil, nil, s.err
 	}
 	for _, name := range AttentionVariants() {
-		err := try(1, &best.Attention, name, func() ([]dispatch, error) {
+		err := try(1, &best.Attention, name, 1, func() ([]dispatch, error) {
 			if splits := attentionSplits(name); splits > 0 {
 				return d.attentionSplit(step, qkv, kc, vc, scores, att, H, KVH, HD, Q+2*KV, splits, o.KVF16)
 			}
@@ -181,25 +203,25 @@ func (d *Device) measure(c *model.Config, dtype string, o Options) (Kernels, map
 			return []dispatch{c}, err
 		})
 		if err != nil {
-			return Kernels{}, nil, nil, err
+			return Kernels{}, nil, nil, nil, err
 		}
 	}
 	s.freeBuffers(kc, vc, scores) // the largest: room for the prefill's activations
 
-	// a prefill pass of a whole chunk, with the fusions the engine uses
-	n := max(1, min(o.PrefillChunk, o.MaxContext))
+	// a prefill pass of a chunk, with the fusions the engine uses, cut to tuneTokens
+	n := max(1, min(o.PrefillChunk, o.MaxContext, tuneTokens))
 	pstep := s.step(0, n)
 	px := s.buffer("autotune prefill x", 4*n*max(D, F))
 	py := s.buffer("autotune prefill y", 4*n*max(F, Q+2*KV, D))
 	if s.err != nil {
-		return Kernels{}, nil, nil, s.err
+		return Kernels{}, nil, nil, nil, s.err
 	}
 	fusions := []fusion{{norm: norm, eps: 1e-5}, {norm: norm, eps: 1e-5, mode: glu}, {mode: add}}
 	for _, v := range matmulVariants {
 		if d.checkKernels(Kernels{Matmul: v.name}) != nil {
 			continue
 		}
-		err := try(2, &best.Matmul, v.name, func() ([]dispatch, error) {
+		err := try(2, &best.Matmul, v.name, n, func() ([]dispatch, error) {
 			var ds []dispatch
 			for i, m := range mats {
 				f := fusions[i]
@@ -213,10 +235,10 @@ func (d *Device) measure(c *model.Config, dtype string, o Options) (Kernels, map
 			return ds, nil
 		})
 		if err != nil {
-			return Kernels{}, nil, nil, err
+			return Kernels{}, nil, nil, nil, err
 		}
 	}
-	return best, times, skipped, nil
+	return best, times, bytes, skipped, nil
 }
 
 // scratch makes the autotune's buffers and destroys them when it is done (the device would release them

@@ -70,6 +70,9 @@ func run(dir, name string, prompt, gen int, o webgpu.Options, asJSON bool) error
 	fmt.Printf("limit    %8.2f GB/s (%s): decode efficiency %.2f\n", r.LimitGBPerSec, r.LimitProbe, r.DecodeEfficiency)
 	if r.Kernels != "" {
 		fmt.Printf("kernels  %s; autotune %.0f ms %s\n", r.Kernels, r.TuneMillis, r.TuneTimes)
+		if r.TuneRatios != "" {
+			fmt.Printf("autotune candidates, weight bytes/s ÷ copy probe: %s\n", r.TuneRatios)
+		}
 	}
 	if r.DispatchesPerToken > 0 {
 		fmt.Printf("per token %.0f dispatches, %.0f submits\n", r.DispatchesPerToken, r.SubmitsPerToken)
