@@ -29,9 +29,9 @@ type Report struct {
 	DecodeEfficiency    float64 `json:"decode_efficiency"` // DecodeGBPerSec / LimitGBPerSec
 	DispatchesPerToken  float64 `json:"dispatches_per_token,omitempty"`
 	SubmitsPerToken     float64 `json:"submits_per_token,omitempty"`
-	Kernels             string  `json:"kernels,omitempty"`    // the GPU engine's variants and how they were chosen
-	TuneMillis          float64 `json:"tune_ms,omitempty"`    // the autotune's time at load
-	TuneTimes           string  `json:"tune_times,omitempty"` // its candidates' best times
+	Kernels             string  `json:"kernels,omitempty"`     // the GPU engine's variants and how they were chosen
+	TuneMillis          float64 `json:"tune_ms,omitempty"`     // the autotune's time at load
+	TuneTimes           string  `json:"tune_times,omitempty"`  // its candidates' best times
 	TuneRatios          string  `json:"tune_ratios,omitempty"` // its candidates' weight bytes/s ÷ the copy probe
 }
 
