@@ -10,14 +10,7 @@ work=${WORK:-/tmp/ilmweb-longctx}
 prompt=${PROMPT:-128}
 gen=${GEN:-8}
 export VK_ICD_FILENAMES=${VK_ICD_FILENAMES:-/usr/share/vulkan/icd.d/lvp_icd.$(uname -m).json}
-mkdir -p "$work" build
-go build -o build/ ./cmd/synth ./cmd/convert ./cmd/bench
-if [ ! -f "$work/q4/manifest.json" ]; then
-	rm -rf "$work/hf" "$work/q4"
-	build/synth -preset internlm3-8b -layers 2 -out "$work/hf"
-	build/convert -q "$work/hf" "$work/q4"
-	rm -rf "$work/hf"
-fi
+sh tools/model-2layer.sh "$work"
 cache=$(mktemp -d)
 trap 'rm -rf "$cache"' EXIT
 echo "load: $(cat /proc/loadavg)"

@@ -120,7 +120,7 @@ func (d *Device) measure(c *model.Config, dtype string, o Options) (Kernels, map
 	var skipped []string
 	// try times one candidate of a family (unless its share of the budget is spent and one was measured)
 	// and keeps it in *chosen when it is the fastest so far.
-	bestTime := map[*string]time.Duration{}
+	var bestTime [3]time.Duration
 	try := func(family int, chosen *string, name string, n int, ds func() ([]dispatch, error)) error {
 		label := [...]string{"matvec", "attention", "matmul"}[family] + " " + name
 		if *chosen != "" && time.Now().After(deadline(family)) {
@@ -139,8 +139,8 @@ func (d *Device) measure(c *model.Config, dtype string, o Options) (Kernels, map
 		for _, c := range cs {
 			bytes[label] += c.weightBytes(n)
 		}
-		if b, ok := bestTime[chosen]; !ok || took < b {
-			*chosen, bestTime[chosen] = name, took
+		if *chosen == "" || took < bestTime[family] {
+			*chosen, bestTime[family] = name, took
 		}
 		return nil
 	}
@@ -285,11 +285,8 @@ func (s *scratch) layer(dtype string, shapes [][2]int) ([]*matrix, error) {
 		h := &model.QuantMatrix{DType: dtype, Rows: sh[0], Cols: sh[1], Group: 32}
 		m, err := s.d.newMatrix("autotune", h, s.d.Limits.MaxStorageBufferBindingSize)
 		if m != nil {
-			for _, b := range m.blocks {
-				s.keep(b.data, nil)
-				if b.scales != nil {
-					s.keep(b.scales, nil)
-				}
+			for _, b := range m.buffers() {
+				s.keep(b, nil)
 			}
 		}
 		if err != nil {

@@ -173,11 +173,8 @@ func (b *builder) stack(s stackSpec) (*matrix, *wgpu.Buffer) {
 	}
 	m, err := b.d.newMatrix(s.name+".weight", &h, b.d.Limits.MaxStorageBufferBindingSize)
 	if m != nil {
-		for _, bl := range m.blocks {
-			b.keep(bl.data, nil)
-			if bl.scales != nil {
-				b.keep(bl.scales, nil)
-			}
+		for _, buf := range m.buffers() {
+			b.keep(buf, nil)
 		}
 	}
 	if err != nil {

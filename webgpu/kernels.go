@@ -329,6 +329,18 @@ func (d *Device) embedding(m *matrix, step, tokens, x *wgpu.Buffer) ([]dispatch,
 	return ds, nil
 }
 
+// buffers are the GPU buffers of m's blocks: their data and, for q4, their scales.
+func (m *matrix) buffers() []*wgpu.Buffer {
+	var out []*wgpu.Buffer
+	for _, b := range m.blocks {
+		out = append(out, b.data)
+		if b.scales != nil {
+			out = append(out, b.scales)
+		}
+	}
+	return out
+}
+
 // rowBytes is the size of one row of m, scales included.
 func (m *matrix) rowBytes() uint64 { return m.blocks[0].bytes / uint64(m.blocks[0].rows) }
 

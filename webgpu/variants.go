@@ -41,23 +41,38 @@ var matmulVariants = []matmulVariant{
 }
 
 // MatmulVariants are the names Kernels.Matmul takes, the default first.
-func MatmulVariants() []string {
+func MatmulVariants() []string { return variantNames(matmulVariants) }
+
+func matmulVariantNamed(name string) (matmulVariant, error) {
+	return variantNamed("matmul", matmulVariants, name)
+}
+
+// variant is what variantNames and variantNamed need of a family's variants.
+type variant interface{ variantName() string }
+
+func (v matvecVariant) variantName() string { return v.name }
+func (v matmulVariant) variantName() string { return v.name }
+
+// variantNames are the names of vs, in order.
+func variantNames[V variant](vs []V) []string {
 	var out []string
-	for _, v := range matmulVariants {
-		out = append(out, v.name)
+	for _, v := range vs {
+		out = append(out, v.variantName())
 	}
 	return out
 }
 
-func matmulVariantNamed(name string) (matmulVariant, error) {
+// variantNamed is the variant of vs called name; empty: the first (the family's default).
+func variantNamed[V variant](family string, vs []V, name string) (V, error) {
 	if name == "" {
-		return matmulVariants[0], nil
+		return vs[0], nil
 	}
-	i := slices.IndexFunc(matmulVariants, func(v matmulVariant) bool { return v.name == name })
+	i := slices.IndexFunc(vs, func(v V) bool { return v.variantName() == name })
 	if i < 0 {
-		return matmulVariant{}, fmt.Errorf("webgpu: matmul variant %q: not one of %v", name, MatmulVariants())
+		var none V
+		return none, fmt.Errorf("webgpu: %s variant %q: not one of %v", family, name, variantNames(vs))
 	}
-	return matmulVariants[i], nil
+	return vs[i], nil
 }
 
 // matvecVariant is one way to compute matvec.wgsl's q4 product. The binding cannot set override constants,
@@ -84,13 +99,7 @@ var matvecVariants = []matvecVariant{
 }
 
 // MatvecVariants are the names Kernels.Matvec takes, the default first.
-func MatvecVariants() []string {
-	var out []string
-	for _, v := range matvecVariants {
-		out = append(out, v.name)
-	}
-	return out
-}
+func MatvecVariants() []string { return variantNames(matvecVariants) }
 
 // AttentionVariants are the names Kernels.Attention takes, the default first: one workgroup per head
 // (attention.wgsl), or the keys split into 8, 32 or 128 ranges per head (attention_split.wgsl).
@@ -107,14 +116,7 @@ func attentionSplits(name string) int {
 const maxSplits = 128
 
 func matvecVariantNamed(name string) (matvecVariant, error) {
-	if name == "" {
-		return matvecVariants[0], nil
-	}
-	i := slices.IndexFunc(matvecVariants, func(v matvecVariant) bool { return v.name == name })
-	if i < 0 {
-		return matvecVariant{}, fmt.Errorf("webgpu: matvec variant %q: not one of %v", name, MatvecVariants())
-	}
-	return matvecVariants[i], nil
+	return variantNamed("matvec", matvecVariants, name)
 }
 
 // checkKernels says whether k names known variants that the device can run.
