@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"runtime"
+	"strings"
 	"time"
 
 	"github.com/ilmweb/ilmweb/model"
@@ -29,10 +30,11 @@ type Report struct {
 	DecodeEfficiency    float64 `json:"decode_efficiency"` // DecodeGBPerSec / LimitGBPerSec
 	DispatchesPerToken  float64 `json:"dispatches_per_token,omitempty"`
 	SubmitsPerToken     float64 `json:"submits_per_token,omitempty"`
-	Kernels             string  `json:"kernels,omitempty"`     // the GPU engine's variants and how they were chosen
-	TuneMillis          float64 `json:"tune_ms,omitempty"`     // the autotune's time at load
-	TuneTimes           string  `json:"tune_times,omitempty"`  // its candidates' best times
-	TuneRatios          string  `json:"tune_ratios,omitempty"` // its candidates' weight bytes/s ÷ the copy probe
+	Kernels             string  `json:"kernels,omitempty"`      // the GPU engine's variants and how they were chosen
+	TuneMillis          float64 `json:"tune_ms,omitempty"`      // the autotune's time at load
+	TuneTimes           string  `json:"tune_times,omitempty"`   // its candidates' best times
+	TuneRatios          string  `json:"tune_ratios,omitempty"`  // its candidates' weight bytes/s ÷ the copy probe
+	TuneSkipped         string  `json:"tune_skipped,omitempty"` // candidates left unmeasured once its budget was spent
 }
 
 // Bench prefills promptTokens random tokens, then decodes genTokens greedily, timing each phase.
@@ -53,6 +55,7 @@ func Bench(b *Backend, m *model.Model, promptTokens, genTokens int) (*Report, er
 	if e, ok := b.Decoder.(*webgpu.Engine); ok {
 		t := e.Tuning()
 		r.Kernels, r.TuneMillis, r.TuneTimes = t.String(), float64(t.Took.Microseconds())/1000, fmt.Sprint(t.Times)
+		r.TuneSkipped = strings.Join(t.Skipped, ", ")
 	}
 	session := model.NewSession(b, m.Config)
 	var first time.Time

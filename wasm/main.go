@@ -111,7 +111,7 @@ func (e *engine) check(this js.Value, args []js.Value) any {
 }
 
 // load({manifest, files, fetchShard, onProgress, contextLength, backend, prefillChunk, engineVersion,
-// loadPrefix, storePrefix}) → Promise<{adapter, backend, maxContext, vocabSize}>
+// loadPrefix, storePrefix, kernels, tuneBudgetMs}) → Promise<{adapter, backend, maxContext, vocabSize}>
 func (e *engine) load(this js.Value, args []js.Value) any {
 	opts := args[0]
 	return promise(func() (any, error) {
@@ -144,7 +144,11 @@ func (e *engine) load(this js.Value, args []js.Value) any {
 			}
 		}
 		e.unload() // a model loaded before gives its GPU memory back first
-		m, dec, name, adapter, err := open(man, files, fetch, progress, stringOpt(opts, "backend"), contextLength(opts))
+		gpuOpts, err := gpuOptions(opts)
+		if err != nil {
+			return nil, err
+		}
+		m, dec, name, adapter, err := open(man, files, fetch, progress, stringOpt(opts, "backend"), contextLength(opts), gpuOpts)
 		if err != nil {
 			return nil, err
 		}
@@ -157,7 +161,7 @@ func (e *engine) load(this js.Value, args []js.Value) any {
 			e.prefillChunk = v.Int()
 		}
 		e.prefixes = prefixes{load: opts.Get("loadPrefix"), store: opts.Get("storePrefix"),
-			identity: identity(manifestJSON(opts.Get("manifest")), stringOpt(opts, "engineVersion"), name, adapter, dec)}
+			identity: identity(jsonOf(opts.Get("manifest")), stringOpt(opts, "engineVersion"), name, adapter, dec)}
 		return map[string]any{
 			"adapter": adapter, "backend": name, "maxContext": dec.MaxContext(), "vocabSize": m.Config.VocabSize,
 		}, nil
@@ -188,10 +192,11 @@ func openGPU() error {
 }
 
 func parseManifest(v js.Value) (*model.Manifest, error) {
-	return model.ParseManifest(model.ManifestFile, []byte(manifestJSON(v)))
+	return model.ParseManifest(model.ManifestFile, []byte(jsonOf(v)))
 }
 
-func manifestJSON(v js.Value) string { return js.Global().Get("JSON").Call("stringify", v).String() }
+// jsonOf is v (a plain object: the manifest, the kernels) as JSON.
+func jsonOf(v js.Value) string { return js.Global().Get("JSON").Call("stringify", v).String() }
 
 // contextLength is the option's, 4096 by default.
 func contextLength(opts js.Value) int {
@@ -199,6 +204,24 @@ func contextLength(opts js.Value) int {
 		return v.Int()
 	}
 	return 4096
+}
+
+// gpuOptions are the WebGPU engine's options beyond the context: kernels {matvec, attention, matmul}
+// forces variants (webgpu.Kernels; those missing are autotuned), tuneBudgetMs makes the autotune
+// measure now within that many milliseconds.
+func gpuOptions(opts js.Value) (webgpu.Options, error) {
+	var o webgpu.Options
+	if k := opts.Get("kernels"); k.Type() == js.TypeObject {
+		dec := json.NewDecoder(strings.NewReader(jsonOf(k))) // a JS object: no duplicate keys
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&o.Kernels); err != nil {
+			return o, &engineError{"invalid-request", fmt.Errorf("kernels: %w", err)}
+		}
+	}
+	if v := opts.Get("tuneBudgetMs"); v.Type() == js.TypeNumber && v.Float() > 0 {
+		o.TuneBudget = time.Duration(v.Float() * float64(time.Millisecond))
+	}
+	return o, nil
 }
 
 func stringOpt(opts js.Value, name string) string {
@@ -212,7 +235,7 @@ func stringOpt(opts js.Value, name string) string {
 // one at a time, so the weights are never whole in wasm memory; "cpu" (for debugging) holds them all.
 // It returns the decoder with the backend's name and the adapter's.
 func open(man *model.Manifest, files map[string][]byte, fetch func(int) ([]byte, error),
-	progress func(done, total int64), backend string, ctxLen int) (*model.Model, model.Decoder, string, string, error) {
+	progress func(done, total int64), backend string, ctxLen int, o webgpu.Options) (*model.Model, model.Decoder, string, string, error) {
 	switch backend {
 	case "cpu":
 		if err := model.CheckWasm32(man, min(ctxLen, man.ModelConfig.ContextLimit())); err != nil {
@@ -229,7 +252,8 @@ func open(man *model.Manifest, files map[string][]byte, fetch func(int) ([]byte,
 			return nil, nil, "", "", err
 		}
 		ctxLen = min(ctxLen, man.ModelConfig.ContextLimit())
-		m, dec, err := webgpu.LoadConverted(gpu, man, files, fetch, progress, webgpu.Options{MaxContext: ctxLen})
+		o.MaxContext = ctxLen
+		m, dec, err := webgpu.LoadConverted(gpu, man, files, fetch, progress, o)
 		if err != nil {
 			return nil, nil, "", "", err
 		}
@@ -506,6 +530,12 @@ func (e *engine) chat(this js.Value, args []js.Value) any {
 				tune[label] = map[string]any{"us": float64(took.Nanoseconds()) / 1000, "bytes": g.Tuning().Bytes[label]}
 			}
 			out["tune"] = tune // the autotune's candidates: best time of a run, and the weight bytes it reads
+			skipped := []any{}
+			for _, label := range g.Tuning().Skipped {
+				skipped = append(skipped, label)
+			}
+			out["tune_skipped"] = skipped // those left unmeasured once its budget was spent
+			out["tune_ms"] = float64(g.Tuning().Took.Microseconds()) / 1000
 		}
 		if call != nil {
 			name, args, ok := model.ParseCall(call.String())
@@ -677,9 +707,12 @@ func jsError(err error) js.Value {
 // kindOf is the kind of error the page acts on: an engineError's own, or the GPU's, else "internal".
 func kindOf(err error) string {
 	var te *engineError
+	var ve *webgpu.VariantError
 	switch {
 	case errors.As(err, &te):
 		return te.kind
+	case errors.As(err, &ve): // a kernel variant the load's options forced
+		return "invalid-request"
 	case errors.Is(err, webgpu.ErrNoAdapter): // navigator.gpu missing, or no adapter
 		return "no-webgpu"
 	case errors.Is(err, webgpu.ErrDeviceLost):

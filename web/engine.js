@@ -5,12 +5,14 @@
 //   for await (const chunk of engine.chat.completions.create({ messages, stream: true, temperature: 0.7 })) {
 //     out.textContent += chunk.choices[0]?.delta?.content ?? '';
 //   }
+//   await engine.reload({ contextLength: 8192 }); // the same model with other options, in the same worker
 //   engine.unload();
 //
 // The engine runs in a Web Worker (worker.js); this module is the page's side of it. The chat page
 // (app.js) uses exactly this API. Failures are EngineErrors whose .type says what happened:
 //   no-webgpu, limits, too-large, out-of-memory, device-lost, internal   (the engine; limits and too-large
 //                                                                  come from the manifest, before any download)
+//   invalid-request                                                 (options or chat parameters the engine refuses)
 //   download-failed, hash-mismatch, quota-exceeded, bad-manifest    (the model download)
 //   unloaded                                                        (engine.unload() was called)
 
@@ -29,12 +31,18 @@ export class EngineError extends Error {
 // engine's slow CPU path in wasm (for debugging and for browsers without WebGPU; a model it cannot hold in
 // wasm32's 4 GiB fails with "too-large" before anything is downloaded). prefillChunk is how many prompt
 // tokens run per step of a prefill: the grain of create's onPrefill and of stopping a long prompt.
+// kernels {matvec, attention, matmul} forces WebGPU kernel variants (for tests and benchmarks: the
+// engine measures the variants on this GPU at the first load and keeps the fastest; names it does not
+// know or this GPU cannot run fail with "invalid-request"); tuneBudgetMs makes it measure again, within
+// that many milliseconds. A chat's usage reports the choice (kernels) and what each candidate took (tune).
 export async function createEngine({
   model,
   onProgress,
   contextLength = 4096,
   backend = 'webgpu',
   prefillChunk = 32,
+  kernels,
+  tuneBudgetMs,
   workerUrl = new URL('./worker.js', import.meta.url),
 } = {}) {
   if (!model) throw new EngineError('internal', 'createEngine needs {model: URL of the model directory}');
@@ -43,12 +51,14 @@ export async function createEngine({
   navigator.storage?.persist?.().catch(() => {});
   const engine = new Engine(workerUrl);
   try {
-    engine.info = await engine._request('load', {
+    await engine._load({
       modelUrl: new URL(model, location.href).href,
       contextLength,
       backend,
       prefillChunk,
-    }, (kind, payload) => kind === 'progress' && onProgress?.(payload));
+      kernels,
+      tuneBudgetMs,
+    }, onProgress);
   } catch (err) {
     engine.unload();
     throw err;
@@ -99,6 +109,33 @@ class Engine {
       this.#pending.set(id, { resolve, reject, onEvent });
       this.#worker.postMessage({ kind, id, payload });
     });
+  }
+
+  #loaded; // the load request's options, for reload
+
+  async _load(options, onProgress) {
+    this.#loaded = options;
+    this.info = await this._request('load', options, (kind, payload) => kind === 'progress' && onProgress?.(payload));
+  }
+
+  // reload loads the model again with some of createEngine's options changed ({contextLength, backend,
+  // prefillChunk, kernels, tuneBudgetMs}, and onProgress), in the same worker: the engine, its GPU device
+  // and compiled kernels stay, the model is read from storage, the old copy's GPU memory is freed first.
+  // It waits for a running answer to end (stop it with resetChat). If it fails, the engine holds no model
+  // until a reload succeeds.
+  async reload({ onProgress, ...options } = {}) {
+    const allowed = ['contextLength', 'backend', 'prefillChunk', 'kernels', 'tuneBudgetMs'];
+    const unknown = Object.keys(options).filter((k) => !allowed.includes(k));
+    if (unknown.length) throw new EngineError('invalid-request', `reload: unknown option ${unknown[0]} (it takes ${allowed.join(', ')})`);
+    const previous = this.#turn;
+    let release;
+    this.#turn = new Promise((r) => (release = r));
+    try {
+      await previous;
+      await this._load({ ...this.#loaded, ...options }, onProgress);
+    } finally {
+      release();
+    }
   }
 
   // resetChat starts a new conversation: it stops an answer in progress. The next chat's messages decide
@@ -238,7 +275,8 @@ function chatRequest(p) {
 // (those of the system prompt whose KV cache was loaded from storage) and seconds (for the whole answer);
 // on WebGPU also encode_us_per_dispatch (CPU time recording one dispatch, decoding so far, its pass's
 // begin and end included), dispatches_per_token, kernels (the autotune's variants) and tune (its
-// candidates measured at this load: label → {us: best time of a run, bytes: weight bytes it reads}).
+// candidates measured at this load: label → {us: best time of a run, bytes: weight bytes it reads}), with
+// tune_skipped (the candidates its time budget left unmeasured) and tune_ms (what it took).
 function usage(r) {
   const prompt = r.prompt_tokens ?? 0;
   const completion = r.completion_tokens ?? 0;
@@ -251,7 +289,7 @@ function usage(r) {
     seconds: r.seconds ?? 0,
     ...(r.kernels ? {
       encode_us_per_dispatch: r.encode_us_per_dispatch, dispatches_per_token: r.dispatches_per_token, kernels: r.kernels,
-      tune: r.tune ?? {},
+      tune: r.tune ?? {}, tune_skipped: r.tune_skipped ?? [], tune_ms: r.tune_ms ?? 0,
     } : {}),
   };
 }

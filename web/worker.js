@@ -1,9 +1,9 @@
 // The engine's dedicated worker: the Go engine (engine.wasm) and the model download run here, so the
 // page never blocks. engine.js starts it as a module worker and talks to it in messages {kind, id, payload}:
 //
-//   page → worker   load {modelUrl, contextLength, backend, prefillChunk}   chat {messages, think, temperature,
-//                   top_p, top_k, repetition_penalty, max_tokens, seed}   abort   reset (a new chat: stops the
-//                   running answer)
+//   page → worker   load {modelUrl, contextLength, backend, prefillChunk, kernels, tuneBudgetMs}
+//                   chat {messages, think, temperature, top_p, top_k, repetition_penalty, max_tokens, seed}
+//                   abort   reset (a new chat: stops the running answer)
 //   worker → page   progress {phase: "download"|"verify"|"prepare"|"upload", loaded, total, bytesPerSecond,
 //                   etaSeconds, shard, shardsDone, shardsTotal, note; "prepare" has modelBytes}
 //                   loaded {adapter, backend, maxContext, vocabSize, model, systemPrompt, thinkingSystemPrompt,
@@ -53,7 +53,7 @@ self.onmessage = async ({ data: { kind, id, payload } }) => {
   }
 };
 
-async function load({ modelUrl, contextLength, backend, prefillChunk }, onProgress) {
+async function load({ modelUrl, contextLength, backend, prefillChunk, kernels, tuneBudgetMs }, onProgress) {
   // Where the load's time goes, in seconds (engine.info.timings): starting engine.wasm; the check from the
   // manifest (on WebGPU: opening the device and its self-test); the model's download and check of what is
   // stored; the engine's set-up before the first shard (autotune, allocation); the shards' upload, of which
@@ -94,6 +94,8 @@ async function load({ modelUrl, contextLength, backend, prefillChunk }, onProgre
     contextLength,
     backend,
     prefillChunk,
+    kernels,
+    tuneBudgetMs,
     engineVersion,
     loadPrefix: (key) => storedPrefix(modelUrl, key),
     storePrefix: (key, bytes) => storePrefix(modelUrl, key, bytes),

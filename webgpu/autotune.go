@@ -1,6 +1,7 @@
 package webgpu
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 	"strings"
@@ -27,7 +28,7 @@ type Tuning struct {
 	Took    time.Duration            // the whole autotune, measuring included
 	Times   map[string]time.Duration // per measured candidate ("matvec wg64"), the best of its runs
 	Bytes   map[string]uint64        // per measured candidate, the weight bytes one run reads (0 for attention)
-	Skipped []string                 // candidates left unmeasured once tuneBudget was spent
+	Skipped []string                 // candidates left unmeasured once the budget was spent
 }
 
 func (t Tuning) String() string {
@@ -79,8 +80,11 @@ func (d *Device) autotune(c *model.Config, dtype string, o Options) (Tuning, err
 	key := d.tuneKey(c, dtype, o)
 	t := Tuning{Source: "device"}
 	k, ok := d.tuned[key]
+	if o.TuneBudget != 0 {
+		ok = false
+	}
 	if !ok {
-		if k, ok = loadTuning(key); ok && d.checkKernels(k) == nil {
+		if k, ok = loadTuning(key); ok && o.TuneBudget == 0 && d.checkKernels(k) == nil {
 			t.Source = "cache"
 		} else {
 			var err error
@@ -109,10 +113,12 @@ func (d *Device) autotune(c *model.Config, dtype string, o Options) (Tuning, err
 }
 
 // measure times every admissible variant of each family on scratch buffers of the model's shapes (their
-// contents do not matter to the time) and returns the fastest. Each family has its share of tuneBudget.
+// contents do not matter to the time) and returns the fastest. Each family has its share of the budget
+// (o.TuneBudget, else tuneBudget).
 func (d *Device) measure(c *model.Config, dtype string, o Options) (Kernels, map[string]time.Duration, map[string]uint64, []string, error) {
 	start := time.Now()
-	deadline := func(family int) time.Time { return start.Add(tuneBudget * time.Duration(family+1) / 3) }
+	budget := cmp.Or(o.TuneBudget, tuneBudget)
+	deadline := func(family int) time.Time { return start.Add(budget * time.Duration(family+1) / 3) }
 	s := &scratch{d: d}
 	defer s.free()
 	times, bytes := map[string]time.Duration{}, map[string]uint64{}

@@ -1,7 +1,9 @@
 package webgpu
 
 import (
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -42,6 +44,23 @@ func TestAutotune(t *testing.T) {
 	defer forced.Close()
 	require.Equal(t, Kernels{Matvec: tu.Kernels.Matvec, Attention: "split8", Matmul: tu.Kernels.Matmul}, forced.Tuning().Kernels)
 	require.Equal(t, "forced", forced.Tuning().Source)
+
+	// a budget of its own measures again, stored choice or not, and times every candidate within a long one
+	o.Kernels, o.TuneBudget = Kernels{}, time.Minute
+	again, err := NewWithOptions(d, cfg, w, o)
+	require.NoError(t, err)
+	defer again.Close()
+	require.Equal(t, "measured", again.Tuning().Source)
+	require.Empty(t, again.Tuning().Skipped)
+	for _, v := range MatvecVariants() {
+		if d.checkKernels(Kernels{Matvec: v}) == nil && !strings.HasPrefix(v, "q8") {
+			require.Contains(t, again.Tuning().Times, "matvec "+v)
+		}
+	}
+	for _, v := range AttentionVariants() {
+		require.Contains(t, again.Tuning().Times, "attention "+v)
+	}
+	t.Logf("every candidate timed: %v in %v", again.Tuning().Times, again.Tuning().Took)
 
 	_, err = NewWithOptions(d, cfg, w, Options{MaxContext: 300, Kernels: Kernels{Matvec: "fastest"}})
 	require.ErrorContains(t, err, `matvec variant "fastest": not one of [wg64`)

@@ -61,6 +61,9 @@ type Options struct {
 	// Kernels forces kernel variants (variants.go); those left empty are chosen by the autotune at load
 	// (autotune.go), whose choice Engine.Tuning reports.
 	Kernels Kernels
+	// TuneBudget, if not 0, makes the autotune measure now, whatever choice is stored, with this bound
+	// instead of tuneBudget (a benchmark that wants every candidate timed on a slow device gives minutes).
+	TuneBudget time.Duration
 }
 
 // withDefaults fills in the settings left 0.

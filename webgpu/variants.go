@@ -119,8 +119,22 @@ func matvecVariantNamed(name string) (matvecVariant, error) {
 	return variantNamed("matvec", matvecVariants, name)
 }
 
-// checkKernels says whether k names known variants that the device can run.
+// VariantError is why a forced kernel variant cannot run: an unknown name, or one the device cannot
+// run (a feature it does not offer, a module it does not compile).
+type VariantError struct{ Err error }
+
+func (e *VariantError) Error() string { return e.Err.Error() }
+func (e *VariantError) Unwrap() error { return e.Err }
+
+// checkKernels says whether k names known variants that the device can run (else a *VariantError).
 func (d *Device) checkKernels(k Kernels) error {
+	if err := d.checkVariants(k); err != nil {
+		return &VariantError{err}
+	}
+	return nil
+}
+
+func (d *Device) checkVariants(k Kernels) error {
 	v, err := matvecVariantNamed(k.Matvec)
 	if err != nil {
 		return err

@@ -33,6 +33,7 @@ func main() {
 	flag.StringVar(&k.Matvec, "matvec", "", "force the GPU's matvec variant (default: autotuned): "+strings.Join(webgpu.MatvecVariants(), "|"))
 	flag.StringVar(&k.Attention, "attention", "", "force the GPU's decode attention variant (default: autotuned): "+strings.Join(webgpu.AttentionVariants(), "|"))
 	flag.StringVar(&k.Matmul, "matmul", "", "force the GPU's prefill matmul variant (default: autotuned): "+strings.Join(webgpu.MatmulVariants(), "|"))
+	flag.DurationVar(&o.TuneBudget, "tune-budget", 0, "measure the autotune's candidates now, ignoring a stored choice, within this time (default: 2s, or the stored choice)")
 	flag.Parse()
 	var err error
 	if *positions != "" {
@@ -72,6 +73,9 @@ func run(dir, name string, prompt, gen int, o webgpu.Options, asJSON bool) error
 		fmt.Printf("kernels  %s; autotune %.0f ms %s\n", r.Kernels, r.TuneMillis, r.TuneTimes)
 		if r.TuneRatios != "" {
 			fmt.Printf("autotune candidates, weight bytes/s ÷ copy probe: %s\n", r.TuneRatios)
+		}
+		if r.TuneSkipped != "" {
+			fmt.Printf("autotune skipped, its budget spent: %s\n", r.TuneSkipped)
 		}
 	}
 	if r.DispatchesPerToken > 0 {
