@@ -18,7 +18,7 @@ else
 MODEL_DIR := $(MODELS)/$(subst /,--,$(MODEL))-q4
 endif
 
-.PHONY: run test test-go vet fuzz bench bench-cpu bench-gpu bench-gpu-build bench-longctx bench-kernels stress-gpu deps test-deps apt-nodejs clean web worker
+.PHONY: run test test-go vet fuzz bench bench-cpu bench-gpu bench-gpu-build bench-longctx bench-kernels bench-kernels-browser stress-gpu deps test-deps apt-nodejs clean web worker
 
 ## run: build the page, make sure a converted model exists, and serve both (the URL is printed)
 run: deps web $(MODEL_DIR)/manifest.json
@@ -159,6 +159,12 @@ bench-longctx:
 # VK_ICD_FILENAMES names another driver).
 bench-kernels:
 	sh tools/bench-kernels.sh
+
+# bench-kernels-browser: the same model's kernel variants in headless Chromium (WebGPU on SwiftShader
+# here), every autotune candidate and each forced matvec and matmul variant as ratios to a copy probe in
+# the same page (tools/bench-kernels-browser.sh)
+bench-kernels-browser:
+	sh tools/bench-kernels-browser.sh
 
 clean:
 	rm -rf $(CACHE) build

@@ -487,8 +487,12 @@ func (e *engine) chat(this js.Value, args []js.Value) any {
 		}
 		var call *strings.Builder // the text from <|action_start|> on: a tool call
 		start := time.Now()
+		var first, last time.Time // when the first and the last token were chosen
 		res, err := e.session.Generate(ctx, ids, opts,
 			func(id int) error {
+				if last = time.Now(); first.IsZero() {
+					first = last
+				}
 				if id == actionStart && call == nil {
 					call = &strings.Builder{}
 					if s := dec.Flush(); s != "" {
@@ -521,9 +525,16 @@ func (e *engine) chat(this js.Value, args []js.Value) any {
 			"finish_reason": finish, "prompt_tokens": res.PromptTokens, "completion_tokens": len(res.Tokens),
 			"prefilled_tokens": res.Prefilled, "restored_tokens": restored, "seconds": time.Since(start).Seconds(),
 		}
+		if !first.IsZero() {
+			out["first_token_seconds"] = first.Sub(start).Seconds() // the prefill, and the first token's sampling
+		}
+		if n := len(res.Tokens); n > 1 && last.After(first) {
+			out["decode_tokens_per_second"] = float64(n-1) / last.Sub(first).Seconds()
+		}
 		if g, ok := e.dec.(*webgpu.Engine); ok { // the CPU time of recording the GPU's work, and its kernels
 			out["encode_us_per_dispatch"] = float64(g.Stats().Decode.EncodingPerDispatch().Nanoseconds()) / 1000
 			out["dispatches_per_token"] = g.Stats().Decode.DispatchesPerToken()
+			out["weight_bytes_per_token"] = g.Stats().Decode.WeightBytesPerToken() // what a decoded token's dispatches read
 			out["kernels"] = g.Tuning().String()
 			tune := map[string]any{}
 			for label, took := range g.Tuning().Times {

@@ -272,9 +272,11 @@ function chatRequest(p) {
 
 // usage is OpenAI's usage object plus what the engine measured: prefilled_tokens (prompt tokens computed
 // for this answer; the rest came from the cache of the previous turn or from storage), restored_tokens
-// (those of the system prompt whose KV cache was loaded from storage) and seconds (for the whole answer);
-// on WebGPU also encode_us_per_dispatch (CPU time recording one dispatch, decoding so far, its pass's
-// begin and end included), dispatches_per_token, kernels (the autotune's variants) and tune (its
+// (those of the system prompt whose KV cache was loaded from storage), seconds (for the whole answer),
+// first_token_seconds (the prompt's prefill and the first token) and decode_tokens_per_second (from the
+// first token to the last; 0 for fewer than two); on WebGPU also encode_us_per_dispatch (CPU time
+// recording one dispatch, decoding so far, its pass's begin and end included), dispatches_per_token,
+// weight_bytes_per_token (what a decoded token's dispatches read), kernels (the autotune's variants) and tune (its
 // candidates measured at this load: label → {us: best time of a run, bytes: weight bytes it reads}), with
 // tune_skipped (the candidates its time budget left unmeasured) and tune_ms (what it took).
 function usage(r) {
@@ -287,8 +289,11 @@ function usage(r) {
     prefilled_tokens: r.prefilled_tokens ?? 0,
     restored_tokens: r.restored_tokens ?? 0,
     seconds: r.seconds ?? 0,
+    first_token_seconds: r.first_token_seconds ?? 0,
+    decode_tokens_per_second: r.decode_tokens_per_second ?? 0,
     ...(r.kernels ? {
-      encode_us_per_dispatch: r.encode_us_per_dispatch, dispatches_per_token: r.dispatches_per_token, kernels: r.kernels,
+      encode_us_per_dispatch: r.encode_us_per_dispatch, dispatches_per_token: r.dispatches_per_token,
+      weight_bytes_per_token: r.weight_bytes_per_token, kernels: r.kernels,
       tune: r.tune ?? {}, tune_skipped: r.tune_skipped ?? [], tune_ms: r.tune_ms ?? 0,
     } : {}),
   };
