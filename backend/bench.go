@@ -35,6 +35,7 @@ type Report struct {
 	TuneTimes           string  `json:"tune_times,omitempty"`   // its candidates' best times
 	TuneRatios          string  `json:"tune_ratios,omitempty"`  // its candidates' weight bytes/s ÷ the copy probe
 	TuneSkipped         string  `json:"tune_skipped,omitempty"` // candidates left unmeasured once its budget was spent
+	TuneClock           string  `json:"tune_clock,omitempty"`   // what timed them
 }
 
 // Bench prefills promptTokens random tokens, then decodes genTokens greedily, timing each phase.
@@ -55,7 +56,7 @@ func Bench(b *Backend, m *model.Model, promptTokens, genTokens int) (*Report, er
 	if e, ok := b.Decoder.(*webgpu.Engine); ok {
 		t := e.Tuning()
 		r.Kernels, r.TuneMillis, r.TuneTimes = t.String(), float64(t.Took.Microseconds())/1000, fmt.Sprint(t.Times)
-		r.TuneSkipped = strings.Join(t.Skipped, ", ")
+		r.TuneSkipped, r.TuneClock = strings.Join(t.Skipped, ", "), t.Clock
 	}
 	session := model.NewSession(b, m.Config)
 	var first time.Time

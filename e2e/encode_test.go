@@ -35,6 +35,7 @@ func TestWasmEncodeOverhead(t *testing.T) {
 				Encode     float64 `json:"encode_us_per_dispatch"`
 				Dispatches float64 `json:"dispatches_per_token"`
 				Kernels    string  `json:"kernels"`
+				TuneClock  string  `json:"tune_clock"`
 				Tune       map[string]struct {
 					US    float64 `json:"us"`
 					Bytes float64 `json:"bytes"`
@@ -58,7 +59,12 @@ func TestWasmEncodeOverhead(t *testing.T) {
 				ratios = append(ratios, r)
 			}
 			slices.Sort(ratios)
-			t.Logf("autotune candidates on this adapter, copy probe %.2f GB/s: %s", gbps, strings.Join(ratios, "; "))
+			t.Logf("autotune candidates on this adapter (%s), copy probe %.2f GB/s: %s", u.TuneClock, gbps, strings.Join(ratios, "; "))
+			// where the adapter has timestamp queries, the autotune times on the GPU's clock
+			stamps := eval[bool](t, ctx, `navigator.gpu.requestAdapter().then((a) => a.features.has('timestamp-query'))`)
+			if len(u.Tune) > 0 && stamps && u.TuneClock != "gpu timestamps" {
+				t.Errorf("the adapter has timestamp-query, the autotune timed with %q", u.TuneClock)
+			}
 		})
 	}
 }

@@ -547,6 +547,7 @@ func (e *engine) chat(this js.Value, args []js.Value) any {
 			}
 			out["tune_skipped"] = skipped // those left unmeasured once its budget was spent
 			out["tune_ms"] = float64(g.Tuning().Took.Microseconds()) / 1000
+			out["tune_clock"] = g.Tuning().Clock // "gpu timestamps" or "wall time of a submit"
 		}
 		if call != nil {
 			name, args, ok := model.ParseCall(call.String())

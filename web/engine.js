@@ -278,7 +278,9 @@ function chatRequest(p) {
 // recording one dispatch, decoding so far, its pass's begin and end included), dispatches_per_token,
 // weight_bytes_per_token (what a decoded token's dispatches read), kernels (the autotune's variants) and tune (its
 // candidates measured at this load: label → {us: best time of a run, bytes: weight bytes it reads}), with
-// tune_skipped (the candidates its time budget left unmeasured) and tune_ms (what it took).
+// tune_skipped (the candidates its time budget left unmeasured), tune_ms (what it took) and tune_clock
+// ("gpu timestamps" where the adapter has timestamp-query, else "wall time of a submit"; '' when the
+// kernels came from storage or were forced).
 function usage(r) {
   const prompt = r.prompt_tokens ?? 0;
   const completion = r.completion_tokens ?? 0;
@@ -295,6 +297,7 @@ function usage(r) {
       encode_us_per_dispatch: r.encode_us_per_dispatch, dispatches_per_token: r.dispatches_per_token,
       weight_bytes_per_token: r.weight_bytes_per_token, kernels: r.kernels,
       tune: r.tune ?? {}, tune_skipped: r.tune_skipped ?? [], tune_ms: r.tune_ms ?? 0,
+      tune_clock: r.tune_clock ?? '',
     } : {}),
   };
 }

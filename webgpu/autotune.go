@@ -29,6 +29,7 @@ type Tuning struct {
 	Times   map[string]time.Duration // per measured candidate ("matvec wg64"), the best of its runs
 	Bytes   map[string]uint64        // per measured candidate, the weight bytes one run reads (0 for attention)
 	Skipped []string                 // candidates left unmeasured once the budget was spent
+	Clock   string                   // what timed them: "gpu timestamps", or "wall time of a submit"
 }
 
 func (t Tuning) String() string {
@@ -88,10 +89,10 @@ func (d *Device) autotune(c *model.Config, dtype string, o Options) (Tuning, err
 			t.Source = "cache"
 		} else {
 			var err error
-			if k, t.Times, t.Bytes, t.Skipped, err = d.measure(c, dtype, o); err != nil {
+			if t, err = d.measure(c, dtype, o); err != nil {
 				return Tuning{}, fmt.Errorf("webgpu: autotune: %w", err)
 			}
-			t.Source = "measured"
+			k, t.Source = t.Kernels, "measured"
 			saveTuning(key, k) // best effort: without storage the next load measures again
 		}
 		if d.tuned == nil {
@@ -115,35 +116,37 @@ func (d *Device) autotune(c *model.Config, dtype string, o Options) (Tuning, err
 // measure times every admissible variant of each family on scratch buffers of the model's shapes (their
 // contents do not matter to the time) and returns the fastest. Each family has its share of the budget
 // (o.TuneBudget, else tuneBudget).
-func (d *Device) measure(c *model.Config, dtype string, o Options) (Kernels, map[string]time.Duration, map[string]uint64, []string, error) {
+func (d *Device) measure(c *model.Config, dtype string, o Options) (Tuning, error) {
 	start := time.Now()
 	budget := cmp.Or(o.TuneBudget, tuneBudget)
 	deadline := func(family int) time.Time { return start.Add(budget * time.Duration(family+1) / 3) }
 	s := &scratch{d: d}
 	defer s.free()
-	times, bytes := map[string]time.Duration{}, map[string]uint64{}
-	var best Kernels
-	var skipped []string
+	t := Tuning{Times: map[string]time.Duration{}, Bytes: map[string]uint64{}, Clock: "wall time of a submit"}
+	best := &t.Kernels
 	// try times one candidate of a family (unless its share of the budget is spent and one was measured)
 	// and keeps it in *chosen when it is the fastest so far.
 	var bestTime [3]time.Duration
 	try := func(family int, chosen *string, name string, n int, ds func() ([]dispatch, error)) error {
 		label := [...]string{"matvec", "attention", "matmul"}[family] + " " + name
 		if *chosen != "" && time.Now().After(deadline(family)) {
-			skipped = append(skipped, label)
+			t.Skipped = append(t.Skipped, label)
 			return nil
 		}
 		cs, err := ds()
 		if err != nil {
 			return fmt.Errorf("%s: %w", label, err)
 		}
-		took, err := d.time(cs, deadline(family))
+		took, onGPU, err := d.time(cs, n, deadline(family))
 		if err != nil {
 			return fmt.Errorf("%s: %w", label, err)
 		}
-		times[label] = took
+		if onGPU {
+			t.Clock = "gpu timestamps"
+		}
+		t.Times[label] = took
 		for _, c := range cs {
-			bytes[label] += c.weightBytes(n)
+			t.Bytes[label] += c.weightBytes(n)
 		}
 		if *chosen == "" || took < bestTime[family] {
 			*chosen, bestTime[family] = name, took
@@ -154,7 +157,7 @@ func (d *Device) measure(c *model.Config, dtype string, o Options) (Kernels, map
 	D, F, Q, KV := c.HiddenSize, c.IntermediateSize, c.QDim(), c.KVDim()
 	mats, err := s.layer(dtype, [][2]int{{Q + 2*KV, D}, {2 * F, D}, {D, F}}) // q, k, v; gate and up; down
 	if err != nil {
-		return Kernels{}, nil, nil, nil, err
+		return Tuning{}, err
 	}
 	norm := s.buffer("autotune norm", 4*D)
 	// a decoded token at half the context window
@@ -162,7 +165,7 @@ func (d *Device) measure(c *model.Config, dtype string, o Options) (Kernels, map
 	x := s.buffer("autotune x", 4*max(D, F))
 	y := s.buffer("autotune y", 4*max(2*F, Q+2*KV))
 	if s.err != nil {
-		return Kernels{}, nil, nil, nil, s.err
+		return Tuning{}, s.err
 	}
 	for _, v := range matvecVariants {
 		if v.q8 || d.checkKernels(Kernels{Matvec: v.name}) != nil {
@@ -184,7 +187,7 @@ func (d *Device) measure(c *model.Config, dtype string, o Options) (Kernels, map
 			return ds, nil
 		})
 		if err != nil {
-			return Kernels{}, nil, nil, nil, err
+			return Tuning{}, err
 		}
 	}
 
@@ -198,7 +201,7 @@ func (d *Device) measure(c *model.Config, dtype string, o Options) (Kernels, map
 	scores := s.buffer("autotune scores", 4*max(H*o.MaxContext, partialsFloats(H, HD)))
 	att := s.buffer("autotune att", 4*Q)
 	if s.err != nil {
-		return Kernels{}, nil, nil, nil, s.err
+		return Tuning{}, s.err
 	}
 	for _, name := range AttentionVariants() {
 		err := try(1, &best.Attention, name, 1, func() ([]dispatch, error) {
@@ -209,7 +212,7 @@ func (d *Device) measure(c *model.Config, dtype string, o Options) (Kernels, map
 			return []dispatch{c}, err
 		})
 		if err != nil {
-			return Kernels{}, nil, nil, nil, err
+			return Tuning{}, err
 		}
 	}
 	s.freeBuffers(kc, vc, scores) // the largest: room for the prefill's activations
@@ -220,7 +223,7 @@ func (d *Device) measure(c *model.Config, dtype string, o Options) (Kernels, map
 	px := s.buffer("autotune prefill x", 4*n*max(D, F))
 	py := s.buffer("autotune prefill y", 4*n*max(F, Q+2*KV, D))
 	if s.err != nil {
-		return Kernels{}, nil, nil, nil, s.err
+		return Tuning{}, s.err
 	}
 	fusions := []fusion{{norm: norm, eps: 1e-5}, {norm: norm, eps: 1e-5, mode: glu}, {mode: add}}
 	for _, v := range matmulVariants {
@@ -241,10 +244,10 @@ func (d *Device) measure(c *model.Config, dtype string, o Options) (Kernels, map
 			return ds, nil
 		})
 		if err != nil {
-			return Kernels{}, nil, nil, nil, err
+			return Tuning{}, err
 		}
 	}
-	return best, times, bytes, skipped, nil
+	return t, nil
 }
 
 // scratch makes the autotune's buffers and destroys them when it is done (the device would release them
@@ -318,18 +321,23 @@ func (s *scratch) free() {
 	s.bufs = nil
 }
 
-// time returns the wall time from submit to done of ds, per repeat: one untimed warm-up run sizes the
+// time returns the time ds takes (a pass of n tokens: their grids), per repeat: on the GPU's clock where the device has timestamp queries
+// (onGPU; only in the browser), else the wall time from submit to done. One untimed warm-up run sizes the
 // timed runs to about tuneRun of work (ds repeated up to 64 times, so that the submit's own latency does
 // not decide on a fast GPU), then up to tuneRuns of them, fewer once deadline has passed; the fastest counts
 // (the warm-up's own time if it ended past the deadline).
-func (d *Device) time(ds []dispatch, deadline time.Time) (time.Duration, error) {
+func (d *Device) time(ds []dispatch, n int, deadline time.Time) (best time.Duration, onGPU bool, err error) {
 	once := func(repeat int) (time.Duration, error) {
 		var pass []dispatch
 		for range repeat {
 			pass = append(pass, ds...)
 		}
+		if took, ok, err := d.gpuTime(pass, n); ok || err != nil {
+			onGPU = ok
+			return took, err
+		}
 		start := time.Now()
-		if err := d.run(1, pass...); err != nil {
+		if err := d.run(n, pass...); err != nil {
 			return 0, err
 		}
 		if err := d.flush(); err != nil {
@@ -339,19 +347,19 @@ func (d *Device) time(ds []dispatch, deadline time.Time) (time.Duration, error) 
 	}
 	warm, err := once(1)
 	if err != nil {
-		return 0, err
+		return 0, false, err
 	}
 	if time.Now().After(deadline) { // a slow device: the warm-up is all the budget allows
-		return warm, nil
+		return warm, onGPU, nil
 	}
 	repeat := int(min(64, max(1, tuneRun/max(warm, time.Microsecond))))
-	best := time.Duration(1<<63 - 1)
+	best = time.Duration(1<<63 - 1)
 	for i := 0; i < tuneRuns && (i == 0 || time.Now().Before(deadline)); i++ {
 		took, err := once(repeat)
 		if err != nil {
-			return 0, err
+			return 0, false, err
 		}
 		best = min(best, took/time.Duration(repeat))
 	}
-	return best, nil
+	return best, onGPU, nil
 }

@@ -292,16 +292,23 @@ type tally struct {
 // storage accesses), adding them to t. The platform records the commands (record: natively one binding
 // call each; in the browser one JS call for the whole pass).
 func (d *Device) encode(enc *wgpu.CommandEncoder, n int, t *tally, ds ...dispatch) error {
-	cmds := make([]command, len(ds))
-	for i, c := range ds {
-		x, y := c.grid(n)
-		cmds[i] = command{c, x, y}
-		if t != nil {
+	if t != nil {
+		for _, c := range ds {
 			t.dispatches++
 			t.weightBytes += c.weightBytes(n)
 		}
 	}
-	return d.record(enc, cmds)
+	return d.record(enc, commands(n, ds))
+}
+
+// commands are ds with their grids for a pass of n tokens.
+func commands(n int, ds []dispatch) []command {
+	cmds := make([]command, len(ds))
+	for i, c := range ds {
+		x, y := c.grid(n)
+		cmds[i] = command{c, x, y}
+	}
+	return cmds
 }
 
 // command is a dispatch with its grid for one pass.

@@ -23,6 +23,10 @@ type platform struct {
 	staging js.Value              // a Uint8Array that writes pass through (see writeBytes)
 	batch   bool                  // inside batch: no scope per call
 	replay  replayer              // how passes are recorded (encode_js.go)
+	// timestamps says whether the device has timestamp-query: the autotune then times passes on the GPU
+	// (gpuTime)
+	timestamps bool
+	timer      timer
 }
 
 // open requests the adapter and device through navigator.gpu directly: the binding's RequestDevice drops
@@ -51,6 +55,9 @@ func (d *Device) open() error {
 	var features []any
 	if d.Subgroups = adapter.Get("features").Call("has", "subgroups").Bool(); d.Subgroups {
 		features = append(features, "subgroups")
+	}
+	if d.plat.timestamps = adapter.Get("features").Call("has", "timestamp-query").Bool(); d.plat.timestamps {
+		features = append(features, "timestamp-query")
 	}
 	d.Limits = requiredLimits(limitsOf(adapter.Get("limits")))
 	dev, ok := jsx.Await(adapter.Call("requestDevice", map[string]any{"requiredFeatures": features, "requiredLimits": map[string]any{

@@ -2,7 +2,11 @@
 
 package webgpu
 
-import "github.com/oliverbestmann/webgpu/wgpu"
+import (
+	"time"
+
+	"github.com/oliverbestmann/webgpu/wgpu"
+)
 
 // register has nothing to keep natively: record calls wgpu-native directly.
 func (d *Device) register(*kernel, *wgpu.BindGroup) int { return 0 }
@@ -18,3 +22,7 @@ func (d *Device) record(enc *wgpu.CommandEncoder, cmds []command) error {
 	}
 	return pass.TryEnd()
 }
+
+// gpuTime would time ds on the GPU with timestamp queries, but the binding's compute pass descriptor has no
+// timestampWrites (nor its pass a writeTimestamp): natively the autotune times the submit.
+func (d *Device) gpuTime([]dispatch, int) (time.Duration, bool, error) { return 0, false, nil }

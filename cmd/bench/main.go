@@ -70,7 +70,7 @@ func run(dir, name string, prompt, gen int, o webgpu.Options, asJSON bool) error
 		r.DecodeTokPerSec, r.GenTokens, r.DecodeGBPerSec, r.WeightBytesPerToken)
 	fmt.Printf("limit    %8.2f GB/s (%s): decode efficiency %.2f\n", r.LimitGBPerSec, r.LimitProbe, r.DecodeEfficiency)
 	if r.Kernels != "" {
-		fmt.Printf("kernels  %s; autotune %.0f ms %s\n", r.Kernels, r.TuneMillis, r.TuneTimes)
+		fmt.Printf("kernels  %s; autotune %.0f ms (%s) %s\n", r.Kernels, r.TuneMillis, r.TuneClock, r.TuneTimes)
 		if r.TuneRatios != "" {
 			fmt.Printf("autotune candidates, weight bytes/s ÷ copy probe: %s\n", r.TuneRatios)
 		}
