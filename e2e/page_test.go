@@ -126,6 +126,21 @@ func TestPageChat(t *testing.T) {
 	if got := lastAnswer(t, ctx); got != "second chat" {
 		t.Errorf("after a reload the open conversation ends with %q", got)
 	}
+
+	// A new context length in the settings reloads the model in the same engine (worker), which answers on.
+	eval[bool](t, ctx, `(window.workerStarts = 0, window.OriginalWorker ??= Worker, window.Worker = class extends window.OriginalWorker {
+		constructor(...a) { super(...a); window.workerStarts++; } }, true)`)
+	click(t, ctx, "#open-settings")
+	eval[bool](t, ctx, `(document.querySelector('#settings-form [name=contextLength]').value = '2048', true)`)
+	click(t, ctx, `#settings-form button[value=save]`)
+	waitFor(t, ctx, `document.getElementById('status-context').textContent.includes('/ 2048 tokens')`, 30*time.Second)
+	waitReady(t, ctx)
+	if got := ask(t, ctx, "echo:after the reload"); got != "after the reload" {
+		t.Errorf("the answer after the context length changed: %q", got)
+	}
+	if n := eval[int](t, ctx, `window.workerStarts`); n != 0 {
+		t.Errorf("changing the context length started %d new engine workers, want a reload in the old one", n)
+	}
 }
 
 func TestModelOutputIsShownAsText(t *testing.T) {

@@ -37,21 +37,26 @@ function newConversation() {
 
 // ---- engine lifecycle ----
 
-async function startEngine() {
+// startEngine loads the model: in a new engine, or in previous (a reload in its worker, which keeps the GPU
+// device and the compiled kernels: a settings change).
+async function startEngine(previous) {
   engine = undefined;
   updateComposer();
   showNotice(null);
   showLoader({ phase: 'start' });
   $('status-engine').textContent = 'Loading the engine…';
+  const options = {
+    backend: BACKEND, contextLength: Number(settings.contextLength), prefillChunk: PREFILL_CHUNK, onProgress: showLoader,
+  };
   try {
-    engine = await createEngine({
-      model: MODEL_URL,
-      backend: BACKEND,
-      contextLength: Number(settings.contextLength),
-      prefillChunk: PREFILL_CHUNK,
-      onProgress: showLoader,
-    });
+    if (previous) {
+      await previous.reload(options);
+      engine = previous;
+    } else {
+      engine = await createEngine({ model: MODEL_URL, ...options });
+    }
   } catch (err) {
+    previous?.unload();
     showLoader(null);
     showError(err, 'load');
     $('status-engine').textContent = 'Engine not loaded';
@@ -602,7 +607,7 @@ function wire() {
     const reload = Number(next.contextLength) !== Number(settings.contextLength);
     settings = next;
     saveSettings();
-    if (reload && !generating) reloadEngine();
+    if (reload && !generating) startEngine(engine); // the same model with the new context length
   });
 }
 
