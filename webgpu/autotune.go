@@ -321,11 +321,11 @@ func (s *scratch) free() {
 	s.bufs = nil
 }
 
-// time returns the time ds takes (a pass of n tokens: their grids), per repeat: on the GPU's clock where the device has timestamp queries
-// (onGPU; only in the browser), else the wall time from submit to done. One untimed warm-up run sizes the
-// timed runs to about tuneRun of work (ds repeated up to 64 times, so that the submit's own latency does
-// not decide on a fast GPU), then up to tuneRuns of them, fewer once deadline has passed; the fastest counts
-// (the warm-up's own time if it ended past the deadline).
+// time returns the time ds takes as a pass of n tokens, per repeat: on the GPU's clock where the device
+// has timestamp queries (onGPU; only in the browser), else the wall time from submit to done. One untimed
+// warm-up run sizes the timed runs to about tuneRun of work (ds repeated up to 64 times, so that the
+// submit's own latency does not decide on a fast GPU), then up to tuneRuns of them, fewer once deadline
+// has passed; the fastest counts (the warm-up's own time if it ended past the deadline).
 func (d *Device) time(ds []dispatch, n int, deadline time.Time) (best time.Duration, onGPU bool, err error) {
 	once := func(repeat int) (time.Duration, error) {
 		var pass []dispatch
