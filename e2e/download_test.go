@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -41,10 +42,28 @@ type progressEvent struct {
 
 func openHarness(t *testing.T, s *testServer) (ctx context.Context) {
 	t.Helper()
-	ctx = newBrowser(t)
+	return openHarnessFor(t, s, 4*time.Minute)
+}
+
+// openHarnessFor is openHarness in a browser whose context ends after timeout.
+func openHarnessFor(t *testing.T, s *testServer, timeout time.Duration) (ctx context.Context) {
+	t.Helper()
+	ctx = newBrowserFor(t, timeout)
 	navigate(t, ctx, s.URL+"/test/harness.html")
 	waitFor(t, ctx, `window.harnessReady`, 10*time.Second)
 	return ctx
+}
+
+// measuredModel is the converted model directory the environment variable env names, for a measurement
+// that a script runs (script makes the model); without it the measurement is skipped, as a benchmark is.
+func measuredModel(t *testing.T, env, script string) string {
+	t.Helper()
+	dir := os.Getenv(env)
+	if dir == "" {
+		t.Skipf("set %s to a converted model directory (%s)", env, script)
+	}
+	engineReady(t)
+	return dir
 }
 
 func load(t *testing.T, ctx context.Context) loadResult {

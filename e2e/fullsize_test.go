@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"encoding/json"
-	"os"
 	"testing"
 	"time"
 )
@@ -13,15 +12,8 @@ import (
 // question (the system prompt's KV cache from storage). It runs only when FULL_MODEL names a converted
 // model (tools/page-8b.sh makes InternLM3-8B's); the numbers are in docs/BENCHMARKS.md.
 func TestFullSizePage(t *testing.T) {
-	dir := os.Getenv("FULL_MODEL")
-	if dir == "" {
-		t.Skip("set FULL_MODEL to a converted model directory (tools/page-8b.sh)")
-	}
-	engineReady(t)
-	s := newTestServer(t, &fakeModel{dir: dir}, false)
-	ctx := newBrowserFor(t, 3*time.Hour)
-	navigate(t, ctx, s.URL+"/test/harness.html")
-	waitFor(t, ctx, `window.harnessReady`, 10*time.Second)
+	s := newTestServer(t, &fakeModel{dir: measuredModel(t, "FULL_MODEL", "tools/page-8b.sh")}, false)
+	ctx := openHarnessFor(t, s, 3*time.Hour)
 	run := func(label string) {
 		start := time.Now()
 		loaded := eval[map[string]any](t, ctx, `load({backend: 'webgpu', contextLength: 4096})`)

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
-	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -21,16 +20,9 @@ import (
 // runs only when KERNELS_MODEL names a converted model (tools/bench-kernels-browser.sh makes the
 // full-width 2-layer one); the numbers are in docs/BENCHMARKS.md.
 func TestBrowserKernels(t *testing.T) {
-	dir := os.Getenv("KERNELS_MODEL")
-	if dir == "" {
-		t.Skip("set KERNELS_MODEL to a converted model directory (tools/bench-kernels-browser.sh)")
-	}
-	engineReady(t)
-	s := newTestServer(t, &fakeModel{dir: dir}, false)
+	s := newTestServer(t, &fakeModel{dir: measuredModel(t, "KERNELS_MODEL", "tools/bench-kernels-browser.sh")}, false)
 	s.isolated = true // the 5 µs clock
-	ctx := newBrowserFor(t, 3*time.Hour)
-	navigate(t, ctx, s.URL+"/test/harness.html")
-	waitFor(t, ctx, `window.harnessReady`, 10*time.Second)
+	ctx := openHarnessFor(t, s, 3*time.Hour)
 	// the copy probe before and after everything; the ratios are to the faster (a fresh browser's first
 	// probes run slow: SwiftShader compiling, the GPU process starting)
 	eval[float64](t, ctx, jsCopyProbe)
