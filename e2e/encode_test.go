@@ -31,15 +31,12 @@ func TestWasmEncodeOverhead(t *testing.T) {
 				t.Fatalf("load on WebGPU failed: %s: %s", r.Type, r.Message)
 			}
 			u := eval[struct {
-				Completion int     `json:"completion_tokens"`
-				Encode     float64 `json:"encode_us_per_dispatch"`
-				Dispatches float64 `json:"dispatches_per_token"`
-				Kernels    string  `json:"kernels"`
-				TuneClock  string  `json:"tune_clock"`
-				Tune       map[string]struct {
-					US    float64 `json:"us"`
-					Bytes float64 `json:"bytes"`
-				} `json:"tune"`
+				Completion int                      `json:"completion_tokens"`
+				Encode     float64                  `json:"encode_us_per_dispatch"`
+				Dispatches float64                  `json:"dispatches_per_token"`
+				Kernels    string                   `json:"kernels"`
+				TuneClock  string                   `json:"tune_clock"`
+				Tune       map[string]tuneCandidate `json:"tune"`
 			}](t, ctx, `chat([{role: 'user', content: 'Hello! Who are you?'}], {temperature: 0, max_tokens: 32}).then((c) => c[c.length - 1].usage)`)
 			if u.Completion == 0 || u.Encode <= 0 || !strings.Contains(u.Kernels, "matvec") {
 				t.Fatalf("usage after a WebGPU answer: %+v", u)
@@ -54,7 +51,7 @@ func TestWasmEncodeOverhead(t *testing.T) {
 			for label, c := range u.Tune {
 				r := fmt.Sprintf("%s %.0f µs", label, c.US)
 				if c.Bytes > 0 {
-					r += fmt.Sprintf(" (%.3f of copy)", c.Bytes/(c.US*1e-6)/1e9/gbps)
+					r += fmt.Sprintf(" (%.3f of copy)", c.gbps()/gbps)
 				}
 				ratios = append(ratios, r)
 			}
@@ -68,6 +65,16 @@ func TestWasmEncodeOverhead(t *testing.T) {
 		})
 	}
 }
+
+// tuneCandidate is one of the autotune's candidates in a chat's usage (wasm/main.go): its best run's time
+// and the weight bytes a run reads.
+type tuneCandidate struct {
+	US    float64 `json:"us"`
+	Bytes float64 `json:"bytes"`
+}
+
+// gbps is the candidate's weight bytes per second, in GB/s (0 for attention, which reads no weights).
+func (c tuneCandidate) gbps() float64 { return c.Bytes / (c.US * 1e-6) / 1e9 }
 
 // jsDispatchFloor(k) times compute passes of k dispatches (beginComputePass, then setPipeline,
 // setBindGroup and dispatchWorkgroups each, then end) from JavaScript on a trivial kernel: µs per

@@ -43,7 +43,7 @@ func TestBrowserKernels(t *testing.T) {
 	t.Logf("autotune: %s, %.0f ms; skipped %v", u.Kernels, u.TuneMS, u.TuneSkipped)
 	for _, label := range slices.Sorted(maps.Keys(u.Tune)) {
 		c := u.Tune[label]
-		figures = append(figures, figure{fmt.Sprintf("candidate %-22s %10.0f µs", label, c.US), c.Bytes / (c.US * 1e-6) / 1e9})
+		figures = append(figures, figure{fmt.Sprintf("candidate %-22s %10.0f µs", label, c.US), c.gbps()})
 	}
 	figures = append(figures, figure{fmt.Sprintf("decode, autotuned          %8.3f tok/s", u.DecodeTPS), u.DecodeTPS * u.WeightBytes / 1e9})
 
@@ -74,17 +74,14 @@ func TestBrowserKernels(t *testing.T) {
 }
 
 type benchUsage struct {
-	Prefilled   int     `json:"prefilled_tokens"`
-	FirstTokenS float64 `json:"first_token_seconds"`
-	DecodeTPS   float64 `json:"decode_tokens_per_second"`
-	WeightBytes float64 `json:"weight_bytes_per_token"`
-	Kernels     string  `json:"kernels"`
-	TuneMS      float64 `json:"tune_ms"`
-	TuneSkipped []string
-	Tune        map[string]struct {
-		US    float64 `json:"us"`
-		Bytes float64 `json:"bytes"`
-	} `json:"tune"`
+	Prefilled   int                      `json:"prefilled_tokens"`
+	FirstTokenS float64                  `json:"first_token_seconds"`
+	DecodeTPS   float64                  `json:"decode_tokens_per_second"`
+	WeightBytes float64                  `json:"weight_bytes_per_token"`
+	Kernels     string                   `json:"kernels"`
+	TuneMS      float64                  `json:"tune_ms"`
+	TuneSkipped []string                 `json:"tune_skipped"`
+	Tune        map[string]tuneCandidate `json:"tune"`
 }
 
 // benchAnswer answers prompt greedily with a short system prompt (the official one would be a long
@@ -92,7 +89,7 @@ type benchUsage struct {
 func benchAnswer(t *testing.T, ctx context.Context, prompt string, tokens int) benchUsage {
 	t.Helper()
 	return eval[benchUsage](t, ctx, fmt.Sprintf(`engine.resetChat().then(() => chat([{role: 'system', content: 'You are a helpful assistant.'},
-		{role: 'user', content: %s}], {temperature: 0, max_tokens: %d})).then((cs) => ({...cs.at(-1).usage, TuneSkipped: cs.at(-1).usage.tune_skipped}))`,
+		{role: 'user', content: %s}], {temperature: 0, max_tokens: %d})).then((cs) => cs.at(-1).usage)`,
 		jsString(prompt), tokens))
 }
 
