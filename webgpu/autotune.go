@@ -80,12 +80,10 @@ func (d *Device) autotune(c *model.Config, dtype string, o Options) (Tuning, err
 	}
 	key := d.tuneKey(c, dtype, o)
 	t := Tuning{Source: "device"}
+	remeasure := o.TuneBudget != 0 // a budget of its own: measure now, whatever is stored
 	k, ok := d.tuned[key]
-	if o.TuneBudget != 0 {
-		ok = false
-	}
-	if !ok {
-		if k, ok = loadTuning(key); ok && o.TuneBudget == 0 && d.checkKernels(k) == nil {
+	if !ok || remeasure {
+		if k, ok = loadTuning(key); ok && !remeasure && d.checkKernels(k) == nil {
 			t.Source = "cache"
 		} else {
 			var err error
