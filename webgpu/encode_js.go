@@ -3,12 +3,12 @@
 package webgpu
 
 import (
+	"encoding/binary"
 	"fmt"
 	"syscall/js"
 	"time"
 	"unsafe"
 
-	"github.com/oliverbestmann/webgpu/jsx"
 	"github.com/oliverbestmann/webgpu/wgpu"
 )
 
@@ -38,7 +38,7 @@ type replayer struct {
 
 // jsValue is the GPU object under a binding object, which the binding does not export: on js each of its
 // types used here is exactly one js.Value (the array lengths below fail to compile if not).
-func jsValue[T wgpu.ComputePipeline | wgpu.BindGroup | wgpu.CommandEncoder](obj *T) js.Value {
+func jsValue[T wgpu.ComputePipeline | wgpu.BindGroup | wgpu.CommandEncoder | wgpu.Buffer](obj *T) js.Value {
 	return *(*js.Value)(unsafe.Pointer(obj))
 }
 
@@ -51,6 +51,8 @@ var (
 	_ [valueSize - unsafe.Sizeof(wgpu.BindGroup{})]struct{}
 	_ [unsafe.Sizeof(wgpu.CommandEncoder{}) - valueSize]struct{}
 	_ [valueSize - unsafe.Sizeof(wgpu.CommandEncoder{})]struct{}
+	_ [unsafe.Sizeof(wgpu.Buffer{}) - valueSize]struct{}
+	_ [valueSize - unsafe.Sizeof(wgpu.Buffer{})]struct{}
 )
 
 // register adds k's pipeline and bg to the device's table and returns its index.
@@ -106,35 +108,32 @@ func (d *Device) gpuTime(ds []dispatch, n int) (took time.Duration, ok bool, err
 	if !d.plat.timestamps {
 		return 0, false, nil
 	}
-	if t.queries.IsUndefined() {
+	if t.resolve == nil {
 		t.queries = d.plat.dev.Call("createQuerySet", map[string]any{"type": "timestamp", "count": 2})
-		usage := js.Global().Get("GPUBufferUsage")
-		t.resolve = d.plat.dev.Call("createBuffer", map[string]any{"size": 16,
-			"usage": usage.Get("QUERY_RESOLVE").Int() | usage.Get("COPY_SRC").Int()})
-		t.read = d.plat.dev.Call("createBuffer", map[string]any{"size": 16,
-			"usage": usage.Get("MAP_READ").Int() | usage.Get("COPY_DST").Int()})
-		t.elapsed = js.Global().Get("Function").New("b", "const t = new BigInt64Array(b); return Number(t[1] - t[0]);")
+		if t.resolve, err = d.buffer("timestamps", 16, wgpu.BufferUsageQueryResolve|wgpu.BufferUsageCopySrc); err != nil {
+			return 0, false, err
+		}
+		if t.staging, err = d.readback("timestamps staging", 16); err != nil {
+			return 0, false, err
+		}
 	}
-	err = d.scoped(func() error {
-		enc := d.plat.dev.Call("createCommandEncoder")
-		desc := map[string]any{"timestampWrites": map[string]any{
-			"querySet": t.queries, "beginningOfPassWriteIndex": 0, "endOfPassWriteIndex": 1}}
-		if err := d.recordPass(enc, commands(n, ds), js.ValueOf(desc)); err != nil {
+	desc := js.ValueOf(map[string]any{"timestampWrites": map[string]any{
+		"querySet": t.queries, "beginningOfPassWriteIndex": 0, "endOfPassWriteIndex": 1}})
+	err = d.submit(func(enc *wgpu.CommandEncoder) error {
+		if err := d.recordPass(jsValue(enc), commands(n, ds), desc); err != nil {
 			return err
 		}
-		enc.Call("resolveQuerySet", t.queries, 0, 2, t.resolve, 0)
-		enc.Call("copyBufferToBuffer", t.resolve, 0, t.read, 0, 16)
-		d.plat.queue.Call("submit", []any{enc.Call("finish")})
+		jsValue(enc).Call("resolveQuerySet", t.queries, 0, 2, jsValue(t.resolve), 0)
 		return nil
 	})
 	if err != nil {
 		return 0, false, err
 	}
-	if _, mapped := jsx.Await(t.read.Call("mapAsync", js.Global().Get("GPUMapMode").Get("READ"))); !mapped {
-		return 0, false, d.uncaptured()
+	stamps, err := d.read(t.resolve, t.staging, 0, 16)
+	if err != nil {
+		return 0, false, err
 	}
-	ns := t.elapsed.Invoke(t.read.Call("getMappedRange")).Float()
-	t.read.Call("unmap")
+	ns := int64(binary.LittleEndian.Uint64(stamps[8:])) - int64(binary.LittleEndian.Uint64(stamps[:8]))
 	if ns <= 0 {
 		return 0, false, nil
 	}
@@ -143,6 +142,6 @@ func (d *Device) gpuTime(ds []dispatch, n int) (took time.Duration, ok bool, err
 
 // timer is the query set and buffers gpuTime uses, made on its first call.
 type timer struct {
-	queries, resolve, read js.Value
-	elapsed                js.Value // Function(ArrayBuffer of the two timestamps) → nanoseconds between them
+	queries          js.Value     // a GPUQuerySet of two timestamps (the binding has none on js)
+	resolve, staging *wgpu.Buffer // the timestamps resolved, and read back
 }
